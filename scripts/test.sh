@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create a fresh virtual environment, install sepconv with its dev extra (torch pinned), run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv-test
+. .venv-test/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -c constraints.txt -e ".[dev]"
+set +e
+python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "no tests were collected: failing" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,93 @@
+"""Helpers shared by the CLI commands: error handling, option parsing, atomic output writing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+from typing import Callable, Optional, TypeVar
+
+import typer
+
+from sepconv_cli.errors import SepconvError, UsageError
+from sepconv_cli.records import Shape
+
+F = TypeVar("F", bound=Callable)
+
+
+def handle_errors(func: F) -> F:
+    """Turn ``SepconvError`` (and any unexpected exception) into one stderr line and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SepconvError as exc:
+            typer.echo(f"sepconv: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("sepconv: interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+            if os.environ.get("SEPCONV_DEBUG"):
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(f"sepconv: internal error: {type(exc).__name__}: {msg} (set SEPCONV_DEBUG=1 for a traceback)",
+                       err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_shape(text: str) -> Shape:
+    """``"1x3x224x224"`` (or comma separated) -> ``(1, 3, 224, 224)``; symbols are kept as strings."""
+    parts = [p.strip() for p in text.replace(",", "x").split("x")]
+    if not parts or any(p == "" for p in parts):
+        raise UsageError(f"bad shape {text!r}: expected e.g. 1x3x224x224")
+    dims: list = []
+    for p in parts:
+        if p.isdigit():
+            value = int(p)
+            if value <= 0:
+                raise UsageError(f"bad shape {text!r}: dims must be positive")
+            dims.append(value)
+        elif p.isidentifier():
+            dims.append(p)
+        else:
+            raise UsageError(f"bad shape {text!r}: {p!r} is not a dimension")
+    return tuple(dims)
+
+
+def parse_input_shapes(values: Optional[list[str]]) -> tuple[tuple[Optional[str], Shape], ...]:
+    """``["x=1x3x32x32", "1x3x32x32"]`` -> ``(("x", (1,3,32,32)), (None, (1,3,32,32)))``."""
+    out = []
+    for value in values or []:
+        name, sep, shape = value.rpartition("=")
+        out.append((name if sep else None, parse_shape(shape)))
+    unnamed = [n for n, _ in out if n is None]
+    if unnamed and len(out) > 1:
+        raise UsageError("an unnamed --input-shape is only allowed alone (for single-input models)")
+    return tuple(out)
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is an interactive terminal (decides the default output format)."""
+    return sys.stdout.isatty()
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=".sepconv-", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
