@@ -1,12 +1,120 @@
-"""`sepconv analyze` command (thin: parse options, call the pipeline, render, choose the exit code)."""
+"""`sepconv analyze` command (thin: parse options, run the analysis pipeline, render, print or write).
+
+Data goes to stdout (or ``--output``, written atomically); warnings and notes go to stderr.
+Exit codes: 0 ok, 2 usage, input or output error (one line on stderr, through ``handle_errors``).
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Optional
+
 import typer
 
-HELP = "analyze (under construction)"
+from sepconv_cli.cli.common import (ARCH_OPTION, DEVICE_OPTION, ENGINE_OPTION, INPUT_SHAPE_OPTION, KWARGS_OPTION,
+                                    TRUST_PICKLE_OPTION, Device, Engine, handle_errors, parse_input_shapes,
+                                    stdout_is_terminal, terminal_width, use_color, write_atomic)
+from sepconv_cli.errors import OutputError, UsageError
+from sepconv_cli.loaders.base import LoadOptions
+from sepconv_cli.planner import CandidateOptions, RankBy
+from sepconv_cli.render import SUFFIX_FORMATS, OutputFormat, RenderOptions, conventions_text, render
+from sepconv_cli.render.views import SortKey, ViewOptions
+
+HELP = f"""Show where a model's parameters and MACs go, layer by layer, and which regular convolutions
+would save the most as depthwise-separable ones (with the energy each trained kernel keeps at T=1).
+
+MODEL is an ONNX file, a PyTorch file (.pt2, TorchScript, a state_dict with --arch, a pickled module
+with --trust-pickle) or an entry point package.module:factory.
+
+Example:
+
+\b
+    sepconv analyze samples/vgg_cifar.onnx                  # table on a terminal
+    sepconv analyze model.onnx --depth 2 --sort macs --top 5
+    sepconv analyze model.onnx --input-shape input=1x3x224x224 --format json -o report.json
+    sepconv analyze mypkg.nets:resnet18 --kwargs '{{"num_classes": 10}}' --device cpu
+
+Output is a table on a terminal and JSON otherwise (or from the --output suffix: .json, .csv, .md).
+Candidates: convs whose depthwise + pointwise form at rank T=1 is cheaper; T is the smallest rank that
+keeps --energy of the kernel's squared norm (after folding a following BatchNorm); risk reads the
+energy kept at T=1 (low >= 0.9, medium >= 0.6, high below).
+
+Conventions: {conventions_text()}
+
+Exit codes: 0 ok, 2 usage, input or output error.
+"""
 
 
-def analyze(model: str = typer.Argument(..., help="Model file or entry point.")) -> None:
-    """Placeholder until the command lands."""
-    raise typer.Exit(2)
+def _choose_format(fmt: Optional[OutputFormat], output: Optional[str]) -> OutputFormat:
+    """The asked format; else from the output file's suffix; else table on a terminal, JSON otherwise."""
+    if fmt is not None:
+        return fmt
+    if output is not None:
+        return SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), OutputFormat.JSON)
+    return OutputFormat.TABLE if stdout_is_terminal() else OutputFormat.JSON
+
+
+def _validate(model: str, output: Optional[str], view: ViewOptions, energy: float) -> None:
+    """Fail fast (before loading the model) on impossible flags."""
+    if view.depth is not None and view.depth < 1:
+        raise UsageError(f"--depth must be at least 1, got {view.depth}")
+    if view.top is not None and view.top < 1:
+        raise UsageError(f"--top must be at least 1, got {view.top}")
+    if not 0.0 <= energy <= 1.0:
+        raise UsageError(f"--energy must be within [0, 1], got {energy}")
+    if output is not None and os.path.exists(model) and os.path.exists(output) and os.path.samefile(model, output):
+        raise OutputError(f"{output}: is the model itself; refusing to overwrite it")
+
+
+def _emit(text: str, output: Optional[str], fmt: OutputFormat) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    write_atomic(output, text)
+    typer.echo(f"sepconv analyze: wrote {fmt.value} report to {output}", err=True)
+
+
+@handle_errors
+def analyze(
+    model: str = typer.Argument(..., help="Model file or entry point (package.module:factory).",
+                                show_default=False),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", show_default=False,
+                                               help="Output format [default: table on a terminal, else json]."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", show_default=False,
+                                         help="Write the report to this file (atomically) instead of stdout."),
+    depth: Optional[int] = typer.Option(None, "--depth", show_default=False,
+                                        help="Group rows by their first N name scopes (a hierarchy)."),
+    sort: SortKey = typer.Option(SortKey.ORDER, "--sort", help="Order of the layer rows."),
+    top: Optional[int] = typer.Option(None, "--top", show_default=False,
+                                      help="Keep only the first N (top-level) rows after sorting."),
+    input_shape: Optional[list[str]] = INPUT_SHAPE_OPTION,
+    energy: float = typer.Option(0.9, "--energy", help="Energy share each candidate's rank T must keep."),
+    rank_by: RankBy = typer.Option(RankBy.MACS, "--rank-by", help="Order of the candidates (by savings or by "
+                                                                  "energy kept at T=1)."),
+    depthwise_bias: bool = typer.Option(False, "--depthwise-bias",
+                                        help="Count a bias on the depthwise conv too (default: one bias, on "
+                                             "the pointwise conv, as Keras SeparableConv2D)."),
+    no_fold_bn: bool = typer.Option(False, "--no-fold-bn",
+                                    help="Take spectra of the stored kernels, not of the kernels with their "
+                                         "following BatchNorm folded in."),
+    kwargs: str = KWARGS_OPTION,
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
+    engine: Engine = ENGINE_OPTION,
+    device: Device = DEVICE_OPTION,
+) -> None:
+    """Analyse MODEL: layers, totals, separable candidates."""
+    from sepconv_cli.analysis import analyze_model
+
+    view = ViewOptions(depth=depth, sort=sort, top=top)
+    _validate(model, output, view, energy)
+    load_options = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
+                               trust_pickle=trust_pickle, engine=engine.value, device=device.value)
+    candidate_options = CandidateOptions(energy=energy, rank_by=rank_by, depthwise_bias=depthwise_bias,
+                                         fold_bn=not no_fold_bn)
+    report = analyze_model(model, load_options, candidate_options)
+    for warning in report.warnings:
+        typer.echo(f"sepconv: warning: {warning}", err=True)
+    chosen = _choose_format(fmt, output)
+    text = render(report, chosen, RenderOptions(view=view, width=terminal_width(), color=use_color(output)))
+    _emit(text, output, chosen)

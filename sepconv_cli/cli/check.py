@@ -1,12 +1,195 @@
-"""`sepconv check` command (thin: parse options, call the pipeline, render, choose the exit code)."""
+"""`sepconv check` command: budgets as a CI gate (thin: gather settings, load, evaluate, render, exit).
+
+Exit codes: 0 every budget holds, 1 any budget exceeded, 2 a model, config or baseline cannot be read
+(``handle_errors``). Results go to stdout (or ``--output``); warnings go to stderr.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Optional
+
 import typer
 
-HELP = "check (under construction)"
+from sepconv_cli.baseline import Baseline, load_baseline
+from sepconv_cli.budget import METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth
+from sepconv_cli.cli.common import handle_errors, parse_input_shapes, stdout_is_terminal, write_atomic
+from sepconv_cli.config import GLOB_CHARS, Config, Settings, Target, discover, parse_growth, resolve_targets
+from sepconv_cli.errors import UsageError
+from sepconv_cli.records import CheckResult, Report, Violation
+from sepconv_cli.units import Kind
+from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for, render_markdown
+
+HELP = """Fail the build when a model outgrows its budget.
+
+Budgets come from flags, or from [tool.sepconv] in pyproject.toml / sepconv.toml (found by walking up
+from the current directory; keys are the flag names without dashes), flags taking precedence. Sizes take
+suffixes: 5M, 1.2G (x1000), 20MB (x1000 bytes), 20MiB (x1024 bytes); shares take 0.01 or 1%.
+
+Examples:
+
+\b
+  sepconv check model.onnx --max-params 5M --max-macs 600M --max-file-size 20MB
+  sepconv analyze model.onnx --format json > baseline.json
+  sepconv check model.onnx --baseline baseline.json --max-growth 5%
+  sepconv check --format github --junit-xml check.xml   # budgets from pyproject
+
+Exit codes: 0 every budget holds, 1 a budget is exceeded, 2 a model, config or baseline cannot be read.
+MACs: one multiply-accumulate = 1; FLOPs = 2 x MACs; params = trainable weight elements.
+When GITHUB_STEP_SUMMARY is set, a Markdown summary is appended to that file too.
+"""
 
 
-def check(model: str = typer.Argument(..., help="Model file or entry point.")) -> None:
-    """Placeholder until the command lands."""
-    raise typer.Exit(2)
+def _budget_flag(help_text: str, flag: str):
+    metavar = {Kind.COUNT: "COUNT", Kind.BYTES: "BYTES", Kind.FRACTION: "SHARE"}[METRICS[flag[2:]].kind]
+    return typer.Option(None, flag, help=help_text, show_default=False, metavar=metavar)
+
+
+def _cli_settings(flags: dict[str, Optional[str]], shapes: Optional[list[str]], baseline: Optional[str],
+                  growth: Optional[str]) -> Settings:
+    budgets = budgets_from_mapping({k: v for k, v in flags.items() if v is not None}, "cli")
+    return Settings(budgets=budgets, input_shapes=tuple(shapes or ()), baseline=baseline,
+                    max_growth=None if growth is None else parse_growth(growth, "--max-growth"))
+
+
+def _expand_models(models: Optional[list[str]]) -> list[str]:
+    """Command-line MODEL args; a quoted glob (``'models/*.onnx'``) is expanded here, sorted."""
+    out: list[str] = []
+    for model in models or []:
+        if GLOB_CHARS & set(model) and not os.path.exists(model):
+            found = sorted(p for p in glob.glob(model, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise UsageError(f"{model}: glob matches no file")
+            out.extend(found)
+        else:
+            out.append(model)
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A target with its parsed input shapes and its read baseline (None without one)."""
+
+    target: Target
+    shapes: tuple
+    baseline: Optional[Baseline]
+
+
+def _prepare(target: Target, several: bool) -> Prepared:
+    settings = target.settings
+    if settings.max_growth is not None and not settings.baseline:
+        raise UsageError(f"{target.path}: --max-growth needs --baseline (a `sepconv analyze --format json` report)")
+    if not settings.budgets and not settings.baseline:
+        raise UsageError(f"{target.path}: no budget given (use --max-params, ..., --baseline or a config)")
+    try:
+        shapes = parse_input_shapes(list(settings.input_shapes))
+    except UsageError as exc:
+        raise UsageError(f"{target.path}: input-shape: {exc}") from None
+    base = load_baseline(settings.baseline) if settings.baseline else None
+    if base and several and os.path.abspath(base.model_path) != os.path.abspath(target.path):
+        raise UsageError(f"{base.source}: records {base.model_path}, not {target.path}; with several models "
+                         "give each model its own baseline in the config")
+    return Prepared(target, shapes, base)
+
+
+def _file_size(report: Report, path: str) -> int:
+    if report.model.file_size or not os.path.isfile(path):
+        return report.model.file_size
+    return os.path.getsize(path)
+
+
+def _check_one(prepared: Prepared) -> tuple[Violation, ...]:
+    from sepconv_cli.loaders import LoadOptions, load
+
+    target, base = prepared.target, prepared.baseline
+    report = load(target.path, LoadOptions(input_shapes=prepared.shapes)).report
+    size = _file_size(report, target.path)
+    outcomes = evaluate(report, target.settings.budgets, size, model=target.path)
+    if base is None:
+        return outcomes
+    figures = current_figures(report, size)
+    for name in base.missing(figures):
+        typer.echo(f"sepconv: warning: {base.source}: baseline has no {name} figure; its growth is not checked",
+                   err=True)
+    return outcomes + evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path)
+
+
+def _append_step_summary(result: CheckResult) -> None:
+    """Append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` (GitHub Actions shows it on the run page)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(render_markdown(result, CheckRenderOptions()) + "\n")
+    except OSError as exc:
+        typer.echo(f"sepconv: warning: cannot append to GITHUB_STEP_SUMMARY {path} ({exc.strerror})", err=True)
+
+
+def _render(result: CheckResult, fmt: CheckFormat, output: Optional[str], junit_xml: Optional[str]) -> None:
+    color = output is None and stdout_is_terminal() and not os.environ.get("NO_COLOR")
+    options = CheckRenderOptions(width=shutil.get_terminal_size((100, 24)).columns, color=color)
+    text = check_renderer_for(fmt)(result, options)
+    if junit_xml:
+        write_atomic(junit_xml, check_renderer_for(CheckFormat.JUNIT)(result, options))
+    if output:
+        write_atomic(output, text)
+        failed = sum(1 for r in result.results if not r.passed)
+        typer.echo(f"sepconv check: {len(result.results)} budgets, {failed} exceeded -> {output}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+@handle_errors
+def check(
+    models: Optional[list[str]] = typer.Argument(None, metavar="[MODEL]...", help="Model files, entry points or quoted globs "
+                                                 "(default: the models listed in the config).", show_default=False),
+    max_params: Optional[str] = _budget_flag("Most trainable weight elements (e.g. 5M).", "--max-params"),
+    max_macs: Optional[str] = _budget_flag("Most multiply-accumulates (e.g. 600M).", "--max-macs"),
+    max_flops: Optional[str] = _budget_flag("Most FLOPs = 2 x MACs (e.g. 1.2G).", "--max-flops"),
+    max_file_size: Optional[str] = _budget_flag("Largest model file (e.g. 20MB, 20MiB).", "--max-file-size"),
+    max_weight_bytes: Optional[str] = _budget_flag("Most bytes of stored weights.", "--max-weight-bytes"),
+    max_layer_macs: Optional[str] = _budget_flag("Most MACs in any single layer.", "--max-layer-macs"),
+    max_uncounted: Optional[str] = _budget_flag("Largest share of rows whose MACs cannot be counted "
+                                                "(no formula or unknown shape), e.g. 1%.", "--max-uncounted"),
+    min_separable_coverage: Optional[str] = _budget_flag(
+        "Smallest share of conv MACs in depthwise or 1x1 convs (e.g. 50%).", "--min-separable-coverage"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="REPORT.json", help="Report from `sepconv analyze --format "
+                                           "json` to compare params, MACs, file size, weight bytes with.",
+                                           show_default=False),
+    max_growth: Optional[str] = typer.Option(None, "--max-growth", metavar="SHARE", help="Allowed growth over --baseline per "
+                                             "figure (e.g. 5%; default 0).", show_default=False),
+    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", metavar="[NAME=]SHAPE", help="Pin dynamic dims: "
+                                                    "name=1x3x224x224 (repeatable) or one unnamed shape.",
+                                                    show_default=False),
+    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help="pyproject.toml or sepconv.toml to read "
+                                         "(default: discovered upwards from the current directory).",
+                                         show_default=False),
+    no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
+    fmt: CheckFormat = typer.Option(CheckFormat.TABLE, "--format", "-f", help="Output format."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the results to this file "
+                                         "(atomically) instead of stdout.", show_default=False),
+    junit_xml: Optional[str] = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
+                                            "(one run gives annotations and a test report).", show_default=False),
+) -> None:
+    """Check models against their budgets; exit 1 when any is exceeded."""
+    flags = {"max-params": max_params, "max-macs": max_macs, "max-flops": max_flops,
+             "max-file-size": max_file_size, "max-weight-bytes": max_weight_bytes,
+             "max-layer-macs": max_layer_macs, "max-uncounted": max_uncounted,
+             "min-separable-coverage": min_separable_coverage}
+    cli = _cli_settings(flags, input_shape, baseline, max_growth)
+    if config and no_config:
+        raise UsageError("--config and --no-config exclude each other")
+    found = Config() if no_config else discover(config, os.getcwd())
+    targets = resolve_targets(found, _expand_models(models), cli)
+    prepared = [_prepare(t, len(targets) > 1) for t in targets]  # every refusal before any model loads
+    results = tuple(o for p in prepared for o in _check_one(p))
+    result = CheckResult(results)
+    _render(result, fmt, output, junit_xml)
+    _append_step_summary(result)
+    if not result.ok:
+        raise typer.Exit(1)
+

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 import tempfile
+from enum import Enum
 from typing import Callable, Optional, TypeVar
 
 import typer
 
-from sepconv_cli.errors import SepconvError, UsageError
+from sepconv_cli.errors import OutputError, SepconvError, UsageError
 from sepconv_cli.records import Shape
 
 F = TypeVar("F", bound=Callable)
@@ -73,21 +75,71 @@ def parse_input_shapes(values: Optional[list[str]]) -> tuple[tuple[Optional[str]
     return tuple(out)
 
 
+class Engine(str, Enum):
+    """PyTorch counting engine (``LoadOptions.engine``)."""
+
+    SEPCONV = "sepconv"
+    FVCORE = "fvcore"
+
+
+class Device(str, Enum):
+    """Where PyTorch entry points are built (``LoadOptions.device``); meta allocates no weight memory."""
+
+    META = "meta"
+    CPU = "cpu"
+
+
+# Option declarations shared by every command that loads PyTorch models (typer reads them as defaults).
+INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", show_default=False, metavar="[NAME=]SHAPE",
+                                  help="Pin dynamic dims: name=1x3x224x224 (repeatable), or one unnamed shape "
+                                       "for a single-input model.")
+KWARGS_OPTION = typer.Option("", "--kwargs", metavar="JSON", show_default=False,
+                             help="JSON object of keyword arguments for an entry-point factory.")
+ARCH_OPTION = typer.Option(None, "--arch", metavar="ENTRYPOINT", show_default=False,
+                           help="package.module:factory building the module a state_dict belongs to.")
+TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle",
+                                   help="Allow unpickling a whole saved module (runs arbitrary code).")
+ENGINE_OPTION = typer.Option(Engine.SEPCONV, "--engine", help="PyTorch counting engine (fvcore: fvcore-compatible "
+                                                              "tables; needs real tensors).")
+DEVICE_OPTION = typer.Option(Device.META, "--device", help="Where entry points are built (meta: no weight memory, "
+                                                           "no energy figures).")
+
+
+def terminal_width(default: int = 80) -> int:
+    """Columns of the terminal (``COLUMNS`` wins), ``default`` when unknown."""
+    return shutil.get_terminal_size((default, 24)).columns
+
+
+def use_color(output: Optional[str]) -> bool:
+    """ANSI colour only on a terminal, never into a file, never under ``NO_COLOR`` (https://no-color.org)."""
+    return output is None and stdout_is_terminal() and not os.environ.get("NO_COLOR")
+
+
 def stdout_is_terminal() -> bool:
     """True when stdout is an interactive terminal (decides the default output format)."""
     return sys.stdout.isatty()
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    Raises ``OutputError`` (one line naming ``path``) when it cannot be written; no partial file is left
+    and an existing file at ``path`` stays as it was.
+    """
     folder = os.path.dirname(os.path.abspath(path)) or "."
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".sepconv-", dir=folder)
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: is a directory, expected a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sepconv-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, mode) as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise

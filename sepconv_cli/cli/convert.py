@@ -2,11 +2,147 @@
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
+from typing import Callable, List, Optional
+
 import typer
 
-HELP = "convert (under construction)"
+from sepconv_cli.cli.common import handle_errors, parse_input_shapes
+from sepconv_cli.conversion import ConvertRequest, Events
+from sepconv_cli.conversion import convert as run_pipeline
+from sepconv_cli.errors import UsageError
+from sepconv_cli.loaders import LoadOptions
+from sepconv_cli.planner import Init, PlanOptions
+
+HELP = (
+    "Rewrite regular convolutions as depthwise-separable (depthwise -> 1x1 pointwise) by per-channel SVD, "
+    "verify the result numerically and write it with a JSON manifest beside it.\n\n"
+    "Rank rules (pick one): --rank T | --rank full | --energy E (default 0.9) | --max-error E. "
+    "Exit codes: 0 ok, 1 verification error above --tolerance (the file is still written), 2 refused or failed."
+)
+
+# Layers to rewrite before a progress bar is worth drawing.
+_PROGRESS_MIN_LAYERS = 4
 
 
-def convert(model: str = typer.Argument(..., help="Model file or entry point.")) -> None:
-    """Placeholder until the command lands."""
-    raise typer.Exit(2)
+class ConvertFormat(str, Enum):
+    """Where and how the conversion report is written."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+def _table(result) -> tuple[str, bool]:
+    from sepconv_cli.render.convert import render_table
+
+    import shutil
+
+    return render_table(result, width=max(100, shutil.get_terminal_size((100, 24)).columns)), True
+
+
+def _json(result) -> tuple[str, bool]:
+    from sepconv_cli.render.convert import render_json
+
+    return render_json(result), False
+
+
+# format -> renderer returning (text, goes_to_stderr)
+RENDERERS: dict[ConvertFormat, Callable] = {ConvertFormat.TABLE: _table, ConvertFormat.JSON: _json}
+
+
+def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional[float]) -> dict:
+    """The rank rule as PlanOptions fields; UsageError when several rules (or a bad --rank) are given."""
+    given = [flag for flag, value in (("--rank", rank), ("--energy", energy), ("--max-error", max_error))
+             if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} are mutually exclusive: give one rank rule")
+    if rank is None:
+        return {"energy": energy, "max_error": max_error}
+    if rank.strip().lower() == "full":
+        return {"full_rank": True}
+    if not rank.strip().isdigit() or int(rank) < 1:
+        raise UsageError(f"--rank must be a positive integer or 'full', got {rank!r}")
+    return {"rank": int(rank)}
+
+
+class _Progress(Events):
+    """Rich progress bar on stderr over the planned layers (only on a terminal, only for long plans)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._task = None
+
+    def planned(self, plan) -> None:
+        if not sys.stderr.isatty() or len(plan.layers) < _PROGRESS_MIN_LAYERS:
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task("converting layers", total=len(plan.layers))
+
+    def layer_done(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stage(self, name: str) -> None:
+        if self._bar is not None and name not in ("rewrite", "plan", "load"):
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@handle_errors
+def convert(
+    model: str = typer.Argument(..., help="Model file (ONNX, .pt2, state_dict, pickle) or entry point."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (.onnx; torch: .pt2/.onnx/.pt/.pth)."),
+    select: Optional[List[str]] = typer.Option(None, "--select", help="Glob on layer names (repeatable)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Glob on layer names to leave alone."),
+    top: Optional[int] = typer.Option(None, "--top", help="Only the N layers saving most MACs."),
+    min_saving: float = typer.Option(0.0, "--min-saving", help="Minimum fraction of a layer's MACs saved."),
+    rank: Optional[str] = typer.Option(None, "--rank", help="Fixed rank T, or 'full' (exact, lossless)."),
+    energy: Optional[float] = typer.Option(None, "--energy", help="Per layer smallest T keeping this energy."),
+    max_error: Optional[float] = typer.Option(None, "--max-error", help="Per layer max relative weight error."),
+    init: Init = typer.Option(Init.SVD, "--init", help="svd: keep trained weights; random: fresh init."),
+    fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold a following BatchNorm first."),
+    depthwise_bias: bool = typer.Option(False, "--depthwise-bias", help="Give the depthwise conv a bias too."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write nothing."),
+    inputs: Optional[str] = typer.Option(None, "--inputs", help=".npz file of verification inputs."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare outputs before/after."),
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Exit 1 above this relative L2 error."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="Median latency before/after (interleaved)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    fmt: ConvertFormat = typer.Option(ConvertFormat.TABLE, "--format", help="table (stderr) or json (stdout)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="[name=]1x3x224x224."),
+    kwargs: str = typer.Option("", "--kwargs", help="JSON object of entry-point factory arguments."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling (runs code)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random inputs and --init random."),
+) -> None:
+    if tolerance is not None and tolerance < 0:
+        raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
+    if not verify and (tolerance is not None or benchmark):
+        raise UsageError("--tolerance and --benchmark run the models: drop --no-verify")
+    plan = PlanOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), top=top, min_saving=min_saving,
+                       init=init.value, fold_bn=fold_bn, depthwise_bias=depthwise_bias,
+                       **parse_rank(rank, energy, max_error))
+    load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
+                       trust_pickle=trust_pickle, device="cpu")
+    request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
+                             verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed)
+    progress = _Progress()
+    try:
+        result = run_pipeline(request, events=progress)
+    finally:
+        progress.close()
+    text, to_stderr = RENDERERS[fmt](result)
+    typer.echo(text, err=to_stderr, nl=False)
+    if result.verification is not None and not result.verification.passed:
+        typer.echo(f"sepconv: relative error {result.verification.rel_l2:.3g} exceeds --tolerance "
+                   f"{tolerance:g}; {output} was written", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,256 @@
+"""The `convert` pipeline, shared by every backend.
+
+load -> candidates + plan -> backend.rewrite -> (hook, e.g. calibration) -> save into a private temporary
+folder beside the output -> verify (original vs the written file) -> re-analyse the output with the
+loader -> manifest -> move everything into place. Any failure removes the temporary folder, so a failed
+conversion leaves nothing behind; an existing output is never replaced without ``force`` and the input
+never at all. Units: params in elements, MACs, sizes in bytes, times in seconds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Optional
+
+from sepconv_cli import manifest as manifest_mod
+from sepconv_cli import planner
+from sepconv_cli import verify as verify_mod
+from sepconv_cli.errors import OutputError, PlanError, SepconvError
+from sepconv_cli.loaders import LoadedModel, LoadOptions, detect_format, loader_for
+from sepconv_cli.records import Plan, Report
+from sepconv_cli.rewriters import Backend, Converted, ConvertOptions, backend_for
+
+
+class Events:
+    """Progress callbacks (the CLI draws a progress bar with them); the defaults do nothing."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is known (before any layer is rewritten)."""
+
+    def layer_done(self, name: str) -> None:
+        """One planned layer has been rewritten."""
+
+    def stage(self, name: str) -> None:
+        """A pipeline stage starts (``"load"``, ``"rewrite"``, ``"save"``, ``"verify"``...)."""
+
+
+Hook = Callable[[LoadedModel, Converted, Backend], Converted]
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    """Everything one conversion needs. ``after_rewrite`` may transform the converted model before it is
+    saved (calibration plugs in here); ``seed`` drives random inputs and ``--init random``."""
+
+    source: str
+    output: Optional[str]
+    load: LoadOptions = field(default_factory=LoadOptions)
+    plan: planner.PlanOptions = field(default_factory=planner.PlanOptions)
+    force: bool = False
+    dry_run: bool = False
+    verify: bool = True
+    inputs_path: Optional[str] = None
+    tolerance: Optional[float] = None
+    benchmark: bool = False
+    seed: int = 0
+    after_rewrite: Optional[Hook] = None
+
+
+@dataclass
+class ConversionResult:
+    """What happened: plan (as realised), reports before/after, verification, latency, stage timings."""
+
+    before: Report
+    plan: Plan
+    output: Optional[str] = None
+    after: Optional[Report] = None
+    verification: Optional[verify_mod.Verification] = None
+    latency: Optional[verify_mod.Latency] = None
+    folded_bn: tuple[str, ...] = ()
+    manifest: Optional[str] = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def written(self) -> bool:
+        """True when an output file was produced."""
+        return self.manifest is not None
+
+
+def check_output(source: str, output: Optional[str], force: bool) -> None:
+    """OutputError when ``output`` is missing, is the input, exists without ``force``, or cannot be written."""
+    if not output:
+        raise OutputError("no output path: give -o OUT (or --dry-run)")
+    if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(output):
+        raise OutputError(f"{output}: is the input model; refusing to overwrite it")
+    if os.path.isdir(output):
+        raise OutputError(f"{output}: is a directory")
+    if os.path.exists(output) and not force:
+        raise OutputError(f"{output}: already exists (use --force to replace it)")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise OutputError(f"{output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{output}: folder {folder} is not writable")
+
+
+class _Clock:
+    """Accumulates wall time per stage into a dict (seconds) and announces stages."""
+
+    def __init__(self, timings: dict[str, float], events: Events):
+        self.timings, self.events = timings, events
+
+    def run(self, stage: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.events.stage(stage)
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def make_plan(report: Report, loaded: LoadedModel, options: planner.PlanOptions) -> tuple[Report, Plan]:
+    """The plan (the planner assesses every selected conv itself); PlanError when it is empty."""
+    plan = planner.make_plan(report, loaded.handle, options)
+    if not plan.layers:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3])
+        raise PlanError(f"{report.model.path}: nothing to convert" + (f" ({reasons})" if reasons else ""))
+    return report, plan
+
+
+def _rewrite(backend: Backend, loaded: LoadedModel, plan: Plan, options: ConvertOptions, events: Events) -> Converted:
+    """backend.rewrite, with per-layer progress when the backend reports it."""
+    if "progress" in inspect.signature(backend.rewrite).parameters:
+        return backend.rewrite(loaded, plan, options, progress=events.layer_done)  # type: ignore[call-arg]
+    return backend.rewrite(loaded, plan, options)
+
+
+def run_target(fmt: str, native: Any, path: Optional[str]) -> Any:
+    """What a backend should run: ONNX runs the files themselves (external data, > 2 GB), others the object."""
+    return path if fmt == "onnx" and path else native
+
+
+def _inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
+    """Verification inputs and a description of where they came from."""
+    if request.inputs_path:
+        return verify_mod.load_inputs(request.inputs_path, report.model.inputs), request.inputs_path
+    return verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})"
+
+
+def _verify(request: ConvertRequest, backend: Backend, before: Any, after: Any, report: Report) -> tuple:
+    """Verification (and latency when asked) of ``after`` against ``before``."""
+    inputs, source = _inputs(request, report)
+    make = getattr(backend, "runner", None)
+    run_before = make(before) if make else (lambda x: backend.run(before, x))
+    run_after = make(after) if make else (lambda x: backend.run(after, x))
+    result = verify_mod.verify(run_before(inputs), run_after(inputs), source, request.tolerance)
+    latency = None
+    if request.benchmark:
+        latency = verify_mod.benchmark(lambda: run_before(inputs), lambda: run_after(inputs))
+    return result, latency
+
+
+def _options_record(request: ConvertRequest, convert: ConvertOptions) -> dict:
+    """The options used, as plain JSON values (for the manifest)."""
+    plan = asdict(request.plan)
+    return {"plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+            "convert": asdict(convert), "verify": request.verify, "inputs": request.inputs_path,
+            "tolerance": request.tolerance, "seed": request.seed}
+
+
+def _verification_record(result: Optional[verify_mod.Verification]) -> Optional[dict]:
+    if result is None:
+        return None
+    return {"inputs": result.inputs_source, "rel_l2": result.rel_l2, "max_abs": result.max_abs,
+            "tolerance": result.tolerance, "passed": result.passed,
+            "outputs": [asdict(o) for o in result.outputs]}
+
+
+def _publish(tmpdir: str, output: str, force: bool) -> None:
+    """Move every file of ``tmpdir`` beside ``output``; the model file itself goes last."""
+    folder = os.path.dirname(os.path.abspath(output))
+    names = sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(output))
+    for name in names:
+        dest = os.path.join(folder, name)
+        if os.path.exists(dest) and not force:
+            raise OutputError(f"{dest}: already exists (use --force to replace it)")
+    for name in names:
+        os.replace(os.path.join(tmpdir, name), os.path.join(folder, name))
+
+
+def convert(request: ConvertRequest, events: Optional[Events] = None) -> ConversionResult:
+    """Run the whole pipeline (see the module docstring); raises SepconvError subclasses on refusal."""
+    events = events or Events()
+    timings: dict[str, float] = {}
+    clock = _Clock(timings, events)
+    if not request.dry_run:
+        check_output(request.source, request.output, request.force)
+    fmt = detect_format(request.source, request.load)
+    loaded = clock.run("load", loader_for(fmt), request.source, request.load)
+    backend = backend_for(fmt) if not request.dry_run else None
+    report, plan = clock.run("plan", make_plan, loaded.report, loaded, request.plan)
+    events.planned(plan)
+    result = ConversionResult(before=report, plan=plan, timings=timings)
+    if request.dry_run:
+        return result
+    assert request.output is not None and backend is not None
+    options = ConvertOptions(init=request.plan.init, fold_bn=request.plan.fold_bn,
+                             depthwise_bias=request.plan.depthwise_bias, seed=request.seed)
+    tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=os.path.dirname(os.path.abspath(request.output)))
+    try:
+        _finish(request, result, (loaded, backend, options, fmt), tmpdir, clock)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return result
+
+
+def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdir: str, clock: _Clock) -> None:
+    """Rewrite, save, verify, re-analyse and publish into ``tmpdir`` then beside the output."""
+    loaded, backend, options, fmt = ctx
+    output = request.output
+    converted = clock.run("rewrite", _rewrite, backend, loaded, result.plan, options, clock.events)
+    if request.after_rewrite is not None:
+        converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
+    result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
+    staged = os.path.join(tmpdir, os.path.basename(output))
+    shapes = dict(request.load.input_shapes) or None
+    clock.run("save", backend.save, converted, staged, shapes)
+    if request.verify:
+        before = run_target(fmt, loaded.native, loaded.report.model.path)
+        result.verification, result.latency = clock.run(
+            "verify", _verify, request, backend, before, run_target(fmt, converted.native, staged), loaded.report)
+    after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
+    result.after = after
+    inputs = manifest_mod.ManifestInputs(
+        before=result.before, plan=result.plan, output_path=output,
+        output_format=after.model.format if after else os.path.splitext(output)[1].lstrip("."),
+        options=_options_record(request, options), after=after,
+        verification=_verification_record(result.verification))
+    staged_manifest = manifest_mod.manifest_path(staged)
+    with open(staged_manifest, "w", encoding="utf-8") as fh:
+        fh.write(manifest_mod.dumps(inputs))
+    _publish(tmpdir, output, request.force)
+    result.output, result.manifest = output, manifest_mod.manifest_path(output)
+
+
+# Output suffixes whose files need the converted architecture to be read back (a bare state_dict).
+_NOT_REANALYSABLE = (".pt", ".pth")
+
+
+def _reanalyse(staged: str, output: str, options: LoadOptions, notes: list[str]) -> Optional[Report]:
+    """The loader's report of the written file, with the final path in it (None, with a note, for a
+    state_dict output, which cannot be read back without the converted architecture)."""
+    try:
+        fmt = detect_format(staged, options)
+        report = loader_for(fmt)(staged, options).report
+    except SepconvError as exc:
+        if not output.endswith(_NOT_REANALYSABLE):
+            raise
+        notes.append(f"output not re-analysed: {exc}")
+        return None
+    return replace(report, model=replace(report.model, path=output))

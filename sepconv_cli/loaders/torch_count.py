@@ -1,0 +1,184 @@
+"""Eager counting engine: a ``TorchDispatchMode`` under module pre/post hooks.
+
+Every ATen op the forward runs (on real, meta or fake tensors) is recorded with the innermost module
+that called it, costed by ``torch_ops`` (MACs), and checked for dataflow: a conv output whose only
+consumer is an eval-mode BatchNorm gets ``bn_follows``. Because it sees ATen ops after decomposition,
+string padding, ``F.conv2d``, Linear over a sequence, ``einsum`` and attention kernels are all costed
+from the shapes that actually ran. TorchScript modules do not fire Python hooks: there ops are attributed
+to the module owning their first parameter argument.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
+
+from sepconv_cli.loaders import torch_ops
+from sepconv_cli.loaders.torch_rows import ModuleCall, OpEvent, Trace, conv_spec_from_op
+from sepconv_cli.records import ConvSpec
+
+
+class ForwardError(Exception):
+    """The forward failed; ``module``/``shapes`` say where (innermost module being called, its inputs)."""
+
+    def __init__(self, module: str, type_name: str, shapes: tuple, cause: BaseException):
+        super().__init__(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
+        self.module, self.type_name, self.shapes, self.cause = module, type_name, shapes, cause
+
+
+def shapes_of(value: Any) -> tuple:
+    """Shapes (tuples of ints) of every tensor inside ``value`` (nested tuples/lists/dicts)."""
+    return tuple(tuple(int(d) for d in t.shape) for t in tree_leaves(value) if isinstance(t, torch.Tensor))
+
+
+def module_conv_spec(module: torch.nn.Module) -> Optional[ConvSpec]:
+    """ConvSpec of an ``nn.Conv*``/``nn.ConvTranspose*`` (or subclass), keeping string padding and padding_mode."""
+    if not isinstance(module, torch.nn.modules.conv._ConvNd):
+        return None
+    padding = module.padding
+    text = padding if isinstance(padding, str) else ""
+    return ConvSpec(
+        in_channels=module.in_channels, out_channels=module.out_channels, kernel=tuple(module.kernel_size),
+        stride=tuple(module.stride), dilation=tuple(module.dilation), groups=module.groups,
+        pads=() if text else tuple(padding) * 2, padding_text=text, transposed=module.transposed,
+        has_bias=module.bias is not None, padding_mode=module.padding_mode,
+    )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    name: str
+    type_name: str
+    shapes: tuple
+
+
+class _Recorder(TorchDispatchMode):
+    """Records each ATen op with the current module scope; tracks conv outputs for BatchNorm dataflow."""
+
+    def __init__(self, tracer: "Tracer"):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.tracer.record(func, args, kwargs, out)
+        return out
+
+
+class Tracer:
+    """Runs a module's forward once and fills a ``Trace``."""
+
+    def __init__(self, model: torch.nn.Module, scripted: bool = False):
+        self.model, self.scripted = model, scripted
+        self.trace = Trace()
+        self.stack: list[_Frame] = []
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.param_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.conv_out: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.uses: Counter = Counter()
+        self.bn_consumer: dict[int, str] = {}
+        for name, p in model.named_parameters():
+            self.param_names[p] = name
+            self.trace.params[name] = p.numel()
+        for name, b in model.named_buffers():
+            self.param_names[b] = name
+            self.trace.buffers[name] = b.numel()
+
+    def _scope(self, params: tuple[str, ...]) -> str:
+        if self.scripted:
+            return params[0].rpartition(".")[0] if params else ""
+        return self.stack[-1].name if self.stack else ""
+
+    def record(self, func, args, kwargs, out) -> None:
+        name, macs, known = torch_ops.count_op(func, args, kwargs, out)
+        leaves = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        params = tuple(dict.fromkeys(self.param_names[t] for t in leaves if t in self.param_names))
+        scope = self._scope(params)
+        self._dataflow(name, args, leaves, scope)
+        if not known or macs != 0 or name in torch_ops.CONV_OPS:
+            conv = conv_spec_from_op(name, args, kwargs) if name in torch_ops.CONV_OPS else None
+            event = OpEvent(name, scope, macs, known, shapes_of(leaves), shapes_of(out), conv, params)
+            self.trace.events.append(event)
+            if conv is not None:
+                self.conv_out[_first(out)] = len(self.trace.events) - 1
+        elif known and params and isinstance(out, torch.Tensor):
+            self.param_names[out] = params[0]  # a view of a weight (t(), view) stays that weight
+        if self.scripted and scope and scope not in self.trace.modules:
+            self._scripted_call(scope, leaves, out)
+
+    def _dataflow(self, name: str, args: tuple, leaves: list, scope: str) -> None:
+        for t in leaves:
+            index = self.conv_out.get(t)
+            if index is not None:
+                self.uses[index] += 1
+                if name in torch_ops.BATCHNORM_OPS and t is args[0] and _eval_bn(name, args):
+                    self.bn_consumer[index] = scope
+
+    def _scripted_call(self, scope: str, leaves: list, out: Any) -> None:
+        module = dict(self.model.named_modules()).get(scope)
+        type_name = getattr(module, "original_name", type(module).__name__)
+        self.trace.modules[scope] = ModuleCall(scope, type_name, shapes_of(leaves[:1]), shapes_of(out))
+
+    def _pre(self, module, args, kwargs):
+        name = self.names.get(id(module), "")
+        self.stack.append(_Frame(name, type(module).__name__, shapes_of((args, kwargs))))
+
+    def _post(self, module, args, kwargs, out):
+        frame = self.stack.pop()
+        if not any(True for _ in module.children()) and frame.name not in self.trace.modules:
+            self.trace.modules[frame.name] = ModuleCall(frame.name, frame.type_name, frame.shapes,
+                                                        shapes_of(out), module_conv_spec(module))
+
+    def run(self, inputs: tuple, kw_inputs: dict) -> Trace:
+        """Call the model once; raise ``ForwardError`` naming the innermost failing module."""
+        handles = []
+        if not self.scripted:
+            for module in self.model.modules():
+                handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+                handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+        try:
+            with torch.no_grad(), _Recorder(self):
+                out = self.model(*inputs, **kw_inputs)
+        except Exception as exc:  # noqa: BLE001 - any forward failure becomes a located ForwardError
+            frame = self.stack[-1] if self.stack else _Frame("", type(self.model).__name__,
+                                                             shapes_of((inputs, kw_inputs)))
+            raise ForwardError(frame.name, frame.type_name, frame.shapes, exc) from exc
+        finally:
+            for handle in handles:
+                handle.remove()
+        self._finish_dataflow(out)
+        return self.trace
+
+    def _finish_dataflow(self, out: Any) -> None:
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t in self.conv_out:
+                self.uses[self.conv_out[t]] += 1
+        for index, scope in self.bn_consumer.items():
+            if self.uses[index] == 1:
+                self.trace.events[index].bn_follows = scope
+
+
+def _first(out: Any) -> Any:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _eval_bn(name: str, args: tuple) -> bool:
+    """True when a BatchNorm op normalises with running statistics (inference mode)."""
+    if name == "_native_batch_norm_legit_no_training":
+        return True
+    if name in ("batch_norm", "native_batch_norm", "_native_batch_norm_legit"):
+        return len(args) > 5 and args[5] is False
+    return False
+
+
+def trace_module(model: torch.nn.Module, inputs: tuple, kw_inputs: dict | None = None,
+                 scripted: bool = False) -> Trace:
+    """Trace ``model`` (eval mode, no grad) on ``inputs``; see ``Tracer``."""
+    return Tracer(model, scripted).run(inputs, kw_inputs or {})

@@ -1,0 +1,187 @@
+"""PyTorch loaders: ``.pt2``, TorchScript, state_dict + ``--arch``, trusted pickles and entry points.
+
+Each ``load_*`` takes ``(source, LoadOptions)`` and returns a ``LoadedModel``. Unpickling runs arbitrary
+code, so ``torch.load`` always uses ``weights_only=True`` unless ``options.trust_pickle`` is set.
+Entry points are built on the meta device by default (no weight memory); where the forward cannot run
+on meta the model is rebuilt on the CPU and the report says so.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+
+import torch
+
+from sepconv_cli.errors import InputError
+from sepconv_cli.loaders import entrypoint
+from sepconv_cli.loaders.base import LoadedModel, LoadOptions
+from sepconv_cli.loaders.torch_analyze import analyze_module, first_line
+from sepconv_cli.loaders.torch_graph import propagate_shapes, trace_graph
+from sepconv_cli.loaders.torch_handle import GraphHandle
+from sepconv_cli.loaders.torch_rows import build_report
+from sepconv_cli.records import ModelInfo, TensorInfo, is_static
+
+
+def _size(source: str) -> int:
+    return os.path.getsize(source) if os.path.isfile(source) else 0
+
+
+def _info(source: str, fmt: str) -> ModelInfo:
+    return ModelInfo(path=source, format=fmt, file_size=_size(source))
+
+
+def load_entrypoint(source: str, options: LoadOptions) -> LoadedModel:
+    """Build ``package.module:factory`` (meta device by default) and count it."""
+    device = None if options.device in ("", "cpu") else options.device
+
+    def rebuild():
+        return entrypoint.build(source, options.kwargs_json, "cpu")
+
+    model = entrypoint.build(source, options.kwargs_json, device)
+    return analyze_module(model, _info(source, "entrypoint"), options, rebuild=rebuild)
+
+
+def _torch_load(source: str, weights_only: bool):
+    try:
+        return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=False)
+    except pickle.UnpicklingError as exc:
+        if weights_only:
+            raise _Refused(first_line(exc)) from None
+        raise InputError(f"{source}: cannot unpickle: {first_line(exc)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError(f"{source}: not a readable torch.save file: {first_line(exc)}") from None
+
+
+class _Refused(Exception):
+    """The weights-only unpickler met something other than tensors and containers."""
+
+
+def _state_dict(obj) -> dict | None:
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return _state_dict(obj[key])
+    return None
+
+
+def load_state_dict(source: str, options: LoadOptions) -> LoadedModel:
+    """A ``torch.save`` file: a state_dict (needs ``--arch``) or, with ``--trust-pickle``, a whole module."""
+    try:
+        obj = _torch_load(source, weights_only=True)
+    except _Refused:
+        if options.trust_pickle:
+            return load_pickle(source, options)
+        raise InputError(f"{source}: contains pickled Python objects (a whole module?); unpickling runs "
+                         "arbitrary code, pass --trust-pickle only if you trust this file") from None
+    state = _state_dict(obj)
+    if state is None:
+        raise InputError(f"{source}: torch.save file holds {type(obj).__name__}, not a state_dict of tensors")
+    if not options.arch:
+        raise InputError(f"{source}: a state_dict holds weights but no architecture; pass --arch "
+                         "package.module:factory (or path/to/file.py:factory)")
+    model = _model_with_state(source, state, options)
+    return analyze_module(model, _info(source, "state_dict"), options)
+
+
+def _model_with_state(source: str, state: dict, options: LoadOptions) -> torch.nn.Module:
+    model = entrypoint.build(options.arch, options.kwargs_json, "meta")
+    expected = set(model.state_dict().keys())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise InputError(f"{source}: state_dict does not match {options.arch}: "
+                         f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}")
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError as exc:
+        raise InputError(f"{source}: state_dict does not fit {options.arch}: {_mismatch(exc)}") from None
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        model = entrypoint.build(options.arch, options.kwargs_json, "cpu")
+        model.load_state_dict(state)  # non-persistent buffers exist only when built for real
+    return model
+
+
+def _few(keys: list[str]) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:4])
+    return f"[{shown}{', ...' if len(keys) > 4 else ''}] ({len(keys)})"
+
+
+def _mismatch(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+    return lines[0] if lines else first_line(exc)
+
+
+def load_pickle(source: str, options: LoadOptions) -> LoadedModel:
+    """A pickled whole module (``torch.save(model)``): only with ``--trust-pickle``."""
+    if not options.trust_pickle:
+        raise InputError(f"{source}: pickled module refused: unpickling runs arbitrary code; pass "
+                         "--trust-pickle only if you trust this file")
+    obj = _torch_load(source, weights_only=False)
+    if not isinstance(obj, torch.nn.Module):
+        raise InputError(f"{source}: pickle holds {type(obj).__name__}, not a torch.nn.Module")
+    return analyze_module(obj, _info(source, "pickle"), options)
+
+
+def load_torchscript(source: str, options: LoadOptions) -> LoadedModel:
+    """A ``torch.jit.save`` archive, counted by running it (ops attributed by parameter ownership)."""
+    try:
+        model = torch.jit.load(source, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any archive problem is an input error
+        raise InputError(f"{source}: cannot read TorchScript archive: {first_line(exc)}") from None
+    return analyze_module(model, _info(source, "torchscript"), options, scripted=True)
+
+
+def _load_program(source: str):
+    try:
+        return torch.export.load(source)
+    except Exception as exc:  # noqa: BLE001 - version mismatch, corrupt member, unknown schema...
+        raise InputError(f"{source}: cannot load torch.export program "
+                         f"({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def _user_inputs(program) -> list:
+    specs = program.graph_signature.user_inputs
+    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    return [(name, nodes[name].meta.get("val")) for name in specs]
+
+
+def _program_shapes(source: str, program, options: LoadOptions):
+    """User-input shapes from ``--input-shape`` (None: keep the example shapes the program carries)."""
+    if not options.input_shapes:
+        return None
+    inputs = _user_inputs(program)
+    named = {n: s for n, s in options.input_shapes if n is not None}
+    if None in dict(options.input_shapes) and len(inputs) == 1:
+        named = {inputs[0][0]: options.input_shapes[0][1]}
+    unknown = set(named) - {n for n, _ in inputs}
+    if unknown:
+        raise InputError(f"{source}: no input named {sorted(unknown)[0]!r}; inputs are "
+                         f"{', '.join(n for n, _ in inputs)}")
+    shapes = [tuple(named.get(n, tuple(int(d) for d in v.shape))) for n, v in inputs]
+    if any(not is_static(s) for s in shapes):
+        raise InputError(f"{source}: --input-shape needs concrete sizes for a .pt2 program")
+    return shapes
+
+
+def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
+    """A ``torch.export`` archive counted from its graph's shape metadata (weights never run)."""
+    program = _load_program(source)
+    shapes = _program_shapes(source, program, options)
+    gm = None
+    if shapes is not None:
+        try:
+            gm = propagate_shapes(program, shapes)
+        except Exception as exc:  # noqa: BLE001 - shapes the program's guards reject
+            raise InputError(f"{source}: input shapes {shapes} do not fit the exported program "
+                             f"(exported with static shapes?): {first_line(exc)}") from None
+    trace, conv_sources = trace_graph(program, gm)
+    info = _info(source, "pt2")
+    inputs = tuple(TensorInfo(n, tuple(int(d) for d in v.shape) if shapes is None else shapes[i])
+                   for i, (n, v) in enumerate(_user_inputs(program)))
+    report = build_report(trace, ModelInfo(info.path, info.format, info.file_size, inputs))
+    sources = {trace.events[i].row: src for i, src in conv_sources.items()}
+    return LoadedModel(report=report, handle=GraphHandle(program, sources), native=program)

@@ -1,0 +1,45 @@
+"""GitHub Actions workflow commands for `sepconv check`.
+
+One ``::error file=MODEL,title=sepconv check: BUDGET::MESSAGE`` per exceeded budget (GitHub shows it as an
+annotation on the run and on the file when the model is tracked in the repository) and one
+``::notice`` per model summarising the budgets that hold. Values are escaped as the workflow-command
+syntax requires: ``%``, CR and LF in messages; additionally ``:`` and ``,`` in properties.
+"""
+
+from __future__ import annotations
+
+from sepconv_cli.records import CheckResult
+from sepconv_cli.render.check import CheckRenderOptions, summary_line
+
+
+def escape_data(text: str) -> str:
+    """Escape a workflow-command message."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a workflow-command property value (``file=``, ``title=``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str, **properties: str) -> str:
+    """``::name key=value,key=value::message`` with everything escaped."""
+    props = ",".join(f"{key}={escape_property(value)}" for key, value in properties.items())
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def render_github(result: CheckResult, options: CheckRenderOptions) -> str:
+    """Workflow commands, one per line, ending with a summary notice."""
+    lines = []
+    passes: dict[str, list[str]] = {}
+    for outcome in result.results:
+        if outcome.passed:
+            passes.setdefault(outcome.model, []).append(outcome.message)
+        else:
+            lines.append(command("error", f"{outcome.model}: {outcome.message}", file=outcome.model,
+                                 title=f"sepconv check: {outcome.metric} exceeded"))
+    for model, messages in passes.items():
+        lines.append(command("notice", f"{model}: " + "; ".join(messages), file=model,
+                             title="sepconv check: budgets hold"))
+    lines.append(command("notice", summary_line(result), title="sepconv check"))
+    return "\n".join(lines) + "\n"

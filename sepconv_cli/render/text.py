@@ -1,0 +1,142 @@
+"""Text pieces every human-facing renderer shares: compact numbers, shapes, conv geometry, shares.
+
+Units: counts are elements or MACs (``1.19M``), sizes are bytes (``4.5 MiB``), shares are fractions
+shown as percentages. Pure string functions; no rich import.
+"""
+
+from __future__ import annotations
+
+from sepconv_cli.records import Candidate, ConvSpec, Report, Shape, format_shape
+from sepconv_cli.render.views import NO_FORMULA, Row, has_energy
+
+_SUFFIXES = ("", "k", "M", "G", "T", "P")
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def compact(n: int | None) -> str:
+    """``1186378`` -> ``"1.19M"``; three significant digits; ``None`` -> ``"?"``."""
+    if n is None:
+        return "?"
+    value, index = float(n), 0
+    while abs(value) >= 999.5 and index < len(_SUFFIXES) - 1:
+        value /= 1000.0
+        index += 1
+    if index == 0:
+        return str(n)
+    digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{digits}f}{_SUFFIXES[index]}"
+
+
+def exact(n: int) -> str:
+    """``1186378`` -> ``"1,186,378"``."""
+    return f"{n:,}"
+
+
+def exact_compact(n: int) -> str:
+    """``"1,186,378 (1.19M)"``; small numbers stay bare."""
+    return exact(n) if abs(n) < 1000 else f"{exact(n)} ({compact(n)})"
+
+
+def size(n: int) -> str:
+    """Bytes in binary units: ``4745512`` -> ``"4.53 MiB"``."""
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024.0
+    return f"{n} B" if unit == "B" else f"{value:.2f} {unit}"
+
+
+def percent(share: float | None) -> str:
+    """``0.1234`` -> ``"12.3%"``; unknown -> ``"?"``."""
+    return "?" if share is None else f"{100.0 * share:.1f}%"
+
+
+def ratio(value: float | None) -> str:
+    """``6.786`` -> ``"6.79x"``; unknown -> ``"?"``."""
+    return "?" if value is None else f"{value:.2f}x"
+
+
+def total_macs(report: Report) -> str:
+    """The model's MACs, flagged when some rows could not be counted (so a partial sum never reads as whole)."""
+    missing = len(report.unknown_rows)
+    return exact_compact(report.macs) + (f" + {missing} row{'s' if missing > 1 else ''} not counted" if missing else "")
+
+
+def bar(share: float, width: int = 6) -> str:
+    """A horizontal bar of ``width`` cells filled to ``share`` (eighth-cell resolution)."""
+    eighths = round(max(0.0, min(1.0, share)) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (_BLOCKS[part] if part else "")
+    return text.ljust(width)
+
+
+def shapes(values: tuple[Shape | None, ...]) -> str:
+    """Several shapes: ``"1x64x32x32"``, ``"1x3, 3x4"``; none -> ``""``."""
+    return ", ".join(format_shape(s) for s in values)
+
+
+def _per_dim(values: tuple[int, ...]) -> str:
+    """One number when every spatial dim agrees (``2``), else all of them in order (``2x1``)."""
+    if not values:
+        return "1"
+    return str(values[0]) if len(set(values)) == 1 else "x".join(str(v) for v in values)
+
+
+def conv_geometry(spec: ConvSpec) -> str:
+    """Compact conv description: ``"3x3 s2"``, ``"3x3 s1 g32"``, ``"3x3 s1 dw"``, ``"5 s1 d2 tr"``."""
+    parts = ["x".join(str(k) for k in spec.kernel), "s" + _per_dim(spec.stride)]
+    if spec.groups > 1:
+        parts.append("dw" if spec.is_depthwise else f"g{spec.groups}")
+    if any(d > 1 for d in spec.dilation):
+        parts.append("d" + _per_dim(spec.dilation))
+    if spec.transposed:
+        parts.append("tr")
+    return " ".join(parts)
+
+
+CONV_LEGEND = "Conv geometry: kernel, s stride, g groups (dw depthwise), d dilation, tr transposed."
+
+
+def op_text(row: Row) -> str:
+    """Op name, followed by the conv geometry for conv rows."""
+    return f"{row.op} {conv_geometry(row.conv)}" if row.conv is not None else row.op
+
+
+def macs_text(row: Row) -> str:
+    """MACs of a row: compact number; ``"-"`` for ops without a formula; ``"?"`` (or ``"12.3M+?"``) where
+    some shapes were unknown, so an uncounted row never reads as 0."""
+    if row.macs is None:
+        return "-" if row.unknown == 0 and row.note == NO_FORMULA else "?"
+    return compact(row.macs) + ("+?" if row.unknown else "")
+
+
+def arrow(before: int | None, after: int | None) -> str:
+    """``"36.9k→4.74k"``."""
+    return f"{compact(before)}→{compact(after)}"
+
+
+def energy(value: float | None) -> str:
+    """Energy kept, two decimals, ``"-"`` without weights."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def rank_text(cand: Candidate) -> str:
+    """The energy-chosen rank ``T``, or why there is none."""
+    if cand.rank is not None:
+        return str(cand.rank)
+    return "-" if cand.energy_t1 is None else "≥T*"
+
+
+def risk_text(cand: Candidate) -> str:
+    """The planner's risk word, ``"-"`` when it could not judge (no weights)."""
+    return cand.risk or "-"
+
+
+def energy_notes(report: Report) -> list[str]:
+    """Why energy or rank columns are empty: no weights at all, or ranks past break-even."""
+    if not has_energy(report):
+        return ["Energy kept needs weights; this model has none (e.g. meta device): savings only."]
+    if any(c.rank is None for c in report.candidates):
+        return ["≥T*: that energy needs a rank past break-even, so the layer saves nothing there."]
+    return []

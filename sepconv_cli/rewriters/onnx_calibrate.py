@@ -1,0 +1,236 @@
+"""Calibrated refit for ONNX models: onnxruntime runs pruned copies of the original and converted graphs.
+
+For converted layer ``N`` (naming contract of the ONNX rewriter: node ``N/depthwise`` producing
+``Y/depthwise`` from weight ``N/depthwise.weight``, then node ``N/pointwise`` producing ``Y`` from
+``N/pointwise.weight`` and ``N/pointwise.bias``), the depthwise output is read from the converted graph
+(earlier layers already refit) and the target from the original graph: the conv's output ``Y``, or the
+output of the BatchNorm folded into it. Each graph is pruned to the nodes those tensors need, which are
+exposed as graph outputs; the refit pointwise weights go back as initializers (a bias is added if absent).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from sepconv_cli.calib_loop import CalibResult, LayerTask, run_calibration
+from sepconv_cli.calibrate import CalibOptions
+from sepconv_cli.decompose import fold_batchnorm
+from sepconv_cli.errors import InputError, RewriteError
+from sepconv_cli.loaders.base import BatchNormParams, ConvWeights
+from sepconv_cli.records import Plan
+from sepconv_cli.rewriters.onnx_graph import attrs, load_missing_external_data, nodes_by_layer, walk_nodes
+
+_TWO_GB = 2**31 - 1
+
+
+def _needs(node: onnx.NodeProto) -> set[str]:
+    """Tensors ``node`` reads, including those its subgraphs read from the outer scope."""
+    names = set(node.input)
+    for attr in node.attribute:
+        subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for sub in subs:
+            for inner in walk_nodes(sub):
+                names.update(inner.input)
+    names.discard("")
+    return names
+
+
+def prune(model: onnx.ModelProto, outputs: list[str], elem_type: int) -> onnx.ModelProto:
+    """A copy of ``model`` computing only ``outputs`` (exposed as graph outputs of ``elem_type``)."""
+    graph = model.graph
+    wanted, keep = set(outputs), []
+    for node in reversed(graph.node):
+        if wanted & set(node.output):
+            keep.append(node)
+            wanted |= _needs(node)
+    keep.reverse()
+    inits = [t for t in graph.initializer if t.name in wanted]
+    init_names = {t.name for t in inits}
+    inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer} or i.name in init_names]
+    outs = [helper.make_tensor_value_info(name, elem_type, None) for name in outputs]
+    pruned = helper.make_graph(keep, graph.name or "calibration", inputs, outs, inits)
+    return helper.make_model(pruned, opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
+def session(model: onnx.ModelProto, threads: int):
+    """An onnxruntime CPU session for ``model`` (saved beside a temporary file when over 2 GB)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    if model.ByteSize() <= _TWO_GB:
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory(prefix="sepconv-calib-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def _constant(graph: onnx.GraphProto, name: str) -> Optional[np.ndarray]:
+    """The value of initializer or Constant output ``name`` (None if it is neither)."""
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+class OnnxDriver:
+    """Runs and edits the models for the calibration loop (see ``calib_loop.Driver``)."""
+
+    def __init__(self, original: onnx.ModelProto, converted: onnx.ModelProto, plan: Plan,
+                 inputs: dict[str, np.ndarray], options: CalibOptions):
+        self.original = original
+        self.model = onnx.ModelProto()
+        self.model.CopyFrom(converted)
+        self.plan, self.inputs, self.threads = plan, inputs, options.threads
+        self.orig_pos, self.conv_pos = nodes_by_layer(original.graph), nodes_by_layer(self.model.graph)
+        self._full: dict[bool, object] = {}
+
+    # -- reading the graphs ---------------------------------------------------------------------
+    def _node(self, name: str) -> onnx.NodeProto:
+        for node in self.model.graph.node:
+            if node.name == name:
+                return node
+        raise RewriteError(f"{name}: not in the converted graph (expected the rewriter's naming)")
+
+    def _init(self, name: str) -> Optional[onnx.TensorProto]:
+        return next((t for t in self.model.graph.initializer if t.name == name), None)
+
+    def original_conv(self, name: str) -> onnx.NodeProto:
+        if name not in self.orig_pos:
+            raise RewriteError(f"{name}: not in the original graph")
+        return self.original.graph.node[self.orig_pos[name]]
+
+    def target_name(self, name: str) -> str:
+        """The original tensor the converted layer must reproduce (the folded BN's output if any)."""
+        planned = next(p for p in self.plan.layers if p.name == name)
+        if planned.bn_folded:
+            return self.original.graph.node[self.orig_pos[planned.bn_folded]].output[0]
+        return self.original_conv(name).output[0]
+
+    def elem_type(self, name: str) -> int:
+        return self._init(f"{name}/pointwise.weight").data_type
+
+    def folded_weight(self, name: str) -> tuple[np.ndarray, int, bool]:
+        """(BN-folded float64 kernel, groups, transposed) of the original conv ``name``."""
+        node = self.original_conv(name)
+        graph = self.original.graph
+        weight = _constant(graph, node.input[1])
+        if weight is None:
+            raise RewriteError(f"{name}: weight is not a constant of the model; it cannot be calibrated")
+        bias = _constant(graph, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        groups, bn = int(attrs(node).get("group", 1)), None
+        planned = next(p for p in self.plan.layers if p.name == name)
+        if planned.bn_folded:
+            bn_node = graph.node[self.orig_pos[planned.bn_folded]]
+            scale, beta, mean, var = (_constant(graph, i) for i in bn_node.input[1:5])
+            bn = BatchNormParams(planned.bn_folded, scale, beta, mean, var, float(attrs(bn_node).get("epsilon", 1e-5)))
+        transposed = node.op_type == "ConvTranspose"
+        w64, _ = fold_batchnorm(ConvWeights(weight, bias, bn), groups, transposed)
+        return w64, groups, transposed
+
+    # -- Driver protocol ------------------------------------------------------------------------
+    def factors(self, name: str) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        bias = self._init(f"{name}/pointwise.bias")
+        return (numpy_helper.to_array(self._init(f"{name}/depthwise.weight")),
+                numpy_helper.to_array(self._init(f"{name}/pointwise.weight")),
+                None if bias is None else numpy_helper.to_array(bias))
+
+    def _set(self, name: str, value: np.ndarray, dtype: np.dtype) -> None:
+        tensor = numpy_helper.from_array(np.ascontiguousarray(value.astype(dtype)), name)
+        existing = self._init(name)
+        if existing is None:
+            self.model.graph.initializer.append(tensor)
+        else:
+            existing.CopyFrom(tensor)
+
+    def install(self, name: str, depthwise: np.ndarray, pointwise: np.ndarray, bias: Optional[np.ndarray]) -> None:
+        dtype = numpy_helper.to_array(self._init(f"{name}/pointwise.weight")).dtype
+        self._set(f"{name}/depthwise.weight", depthwise, dtype)
+        self._set(f"{name}/pointwise.weight", pointwise, dtype)
+        pw = self._node(f"{name}/pointwise")
+        if bias is not None:
+            self._set(f"{name}/pointwise.bias", bias, dtype)
+            if len(pw.input) < 3:
+                pw.input.append(f"{name}/pointwise.bias")
+        dw_bias = self._init(f"{name}/depthwise.bias")
+        transposed = self._node(f"{name}/depthwise").op_type == "ConvTranspose"
+        channels = depthwise.shape[0] * (depthwise.shape[1] if transposed else 1)
+        if dw_bias is not None and dw_bias.dims[0] != channels:
+            self._set(f"{name}/depthwise.bias", np.zeros(channels), dtype)  # zero-initialised, as rewritten
+        stale = self._node(f"{name}/depthwise").output[0]
+        kept = [v for v in self.model.graph.value_info if v.name != stale]
+        del self.model.graph.value_info[:]
+        self.model.graph.value_info.extend(kept)
+        self._full.pop(True, None)
+
+    def _feeds(self, sess, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {i.name: self.inputs[i.name][indices] for i in sess.get_inputs()}
+
+    def layer_batches(self, name: str, index_batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        kind = self.elem_type(name)
+        z_name = self._node(f"{name}/depthwise").output[0]
+        conv = session(prune(self.model, [z_name], kind), self.threads)
+        orig = session(prune(self.original, [self.target_name(name)], kind), self.threads)
+        for indices in index_batches:
+            yield conv.run(None, self._feeds(conv, indices))[0], orig.run(None, self._feeds(orig, indices))[0]
+
+    def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
+        if converted not in self._full:
+            self._full[converted] = session(self.model if converted else self.original, self.threads)
+        sess = self._full[converted]
+        return sess.run(None, self._feeds(sess, indices))
+
+
+def _batch_dim(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Optional[int]:
+    """The static batch size the graph's data inputs declare (None when the batch dim is symbolic)."""
+    init = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in inputs and value.name not in init:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+    return None
+
+
+def _fit_batch(model: onnx.ModelProto, inputs: dict[str, np.ndarray], options: CalibOptions
+               ) -> tuple[dict[str, np.ndarray], CalibOptions]:
+    """Inputs capped at ``options.samples`` and options whose batch size fits a static batch dim."""
+    count = min(options.samples, min(len(a) for a in inputs.values()))
+    static = _batch_dim(model, inputs)
+    if static is not None:
+        if count < static:
+            raise InputError(f"the model's batch dim is fixed at {static}; got only {count} calibration samples")
+        count -= count % static
+        options = replace(options, batch_size=static)
+    return {k: v[:count] for k, v in inputs.items()}, options
+
+
+def calibrate_onnx(original: Union[onnx.ModelProto, str], converted: onnx.ModelProto, plan: Plan,
+                   inputs: dict[str, np.ndarray], options: CalibOptions = CalibOptions()) -> CalibResult:
+    """Refit the pointwise factor of every planned layer of ``converted`` (a copy; the argument is left
+    untouched). ``original`` may be a path (weights in external data are then read)."""
+    if isinstance(original, str):
+        path, original = original, onnx.load(original, load_external_data=False)
+        load_missing_external_data(original, path)
+    inputs, options = _fit_batch(original, inputs, options)
+    driver = OnnxDriver(original, converted, plan, inputs, options)
+    search = options.max_output_error is not None
+    tasks = []
+    for planned in sorted(plan.layers, key=lambda p: driver.conv_pos.get(f"{p.name}/depthwise", 0)):
+        weight, groups, transposed = driver.folded_weight(planned.name)
+        tasks.append(LayerTask(planned.name, groups, planned.rank, transposed, weight if search else None))
+    report, ranks, energies = run_calibration(driver, tasks, len(next(iter(inputs.values()))), options)
+    return CalibResult(model=driver.model, report=report, ranks=ranks, energies=energies)

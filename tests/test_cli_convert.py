@@ -1,0 +1,177 @@
+"""`sepconv convert` through the CLI: outputs, manifest, JSON, refusals and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from convert_builders import ConvCase, conv_model, vgg_cifar
+from sepconv_cli.cli import app
+from sepconv_cli.cli.convert import RENDERERS, ConvertFormat, parse_rank
+from sepconv_cli.errors import UsageError
+from sepconv_cli.loaders import load
+from sepconv_cli.manifest import load as load_manifest
+
+RUNNER = CliRunner()
+
+
+def _run(*args: str):
+    return RUNNER.invoke(app, ["convert", *args], env={"COLUMNS": "120"})
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("vgg") / "vgg.onnx"
+    onnx.save(vgg_cifar(), str(path))
+    return str(path)
+
+
+def _files(folder) -> set[str]:
+    return set(os.listdir(folder))
+
+
+def test_vgg_rank1_table_manifest_and_params(vgg, tmp_path):
+    out = tmp_path / "vgg.sep.onnx"
+    result = _run(vgg, "-o", str(out), "--rank", "1", "--no-fold-bn")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "1,186,378 -> 174,821" in result.stderr
+    assert load(str(out)).report.params == 174_821
+    manifest = load_manifest(str(out) + ".manifest.json")
+    assert [layer["rank"] for layer in manifest["layers"]] == [1] * 6
+    assert manifest["output"]["params"] == 174_821 and manifest["source"]["params"] == 1_186_378
+    first = manifest["layers"][0]
+    assert first["depthwise"] == {"op": "Conv", "in_channels": 3, "out_channels": 3, "groups": 3,
+                                  "kernel": [3, 3], "bias": False}
+    assert first["pointwise"]["out_channels"] == 64 and first["pointwise"]["bias"] is True
+    assert _files(tmp_path) == {"vgg.sep.onnx", "vgg.sep.onnx.manifest.json"}
+
+
+def test_json_on_stdout_with_verification_and_latency(vgg, tmp_path):
+    out = tmp_path / "full.onnx"
+    result = _run(vgg, "-o", str(out), "--rank", "full", "--format", "json", "--benchmark")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and data["written"] is True
+    assert data["totals"]["before"]["params"] == 1_186_378
+    assert data["verification"]["rel_l2"] <= 1e-5
+    assert data["verification"]["outputs"][0]["top1"] == 1.0
+    assert data["latency"]["before_ms"] > 0 and data["latency"]["ratio"] > 0
+    assert data["totals"]["before"]["macs"] - data["totals"]["after"]["macs"] == data["plan"]["macs_saved"]
+
+
+def test_fold_bn_by_default(tmp_path):
+    source = tmp_path / "bn.onnx"
+    onnx.save(vgg_cifar(batchnorm=True), str(source))
+    out = tmp_path / "bn.sep.onnx"
+    result = _run(str(source), "-o", str(out), "--rank", "full", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["folded_bn"]) == 6 and data["verification"]["rel_l2"] <= 1e-5
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 12
+
+
+def test_dry_run_writes_nothing(vgg, tmp_path):
+    result = _run(vgg, "-o", str(tmp_path / "x.onnx"), "--dry-run", "--energy", "0.5", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["written"] is False and len(data["layers"]) >= 1
+    assert _files(tmp_path) == set()
+
+
+def test_tolerance_exceeded_exits_1_and_keeps_file(vgg, tmp_path):
+    out = tmp_path / "t1.onnx"
+    result = _run(vgg, "-o", str(out), "--rank", "1", "--tolerance", "1e-3")
+    assert result.exit_code == 1
+    assert out.exists() and (tmp_path / "t1.onnx.manifest.json").exists()
+    assert "EXCEEDS tolerance" in result.stderr and "was written" in result.stderr
+
+
+def test_existing_output_refused_without_force(vgg, tmp_path):
+    out = tmp_path / "exists.onnx"
+    out.write_bytes(b"keep me")
+    result = _run(vgg, "-o", str(out), "--rank", "1")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"sepconv: error: {out}: already exists (use --force to replace it)"]
+    assert out.read_bytes() == b"keep me" and _files(tmp_path) == {"exists.onnx"}
+    forced = _run(vgg, "-o", str(out), "--rank", "1", "--force")
+    assert forced.exit_code == 0 and load(str(out)).report.params == 174_821
+
+
+def test_input_equal_to_output_refused(vgg):
+    before = os.path.getsize(vgg)
+    result = _run(vgg, "-o", vgg, "--rank", "1", "--force")
+    assert result.exit_code == 2 and "is the input model" in result.stderr
+    assert os.path.getsize(vgg) == before
+
+
+@pytest.mark.parametrize("where", ["missing_folder", "parent_is_file"])
+def test_unwritable_output_path(vgg, tmp_path, where):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = tmp_path / "nope" / "o.onnx" if where == "missing_folder" else blocker / "o.onnx"
+    result = _run(vgg, "-o", str(out), "--rank", "1")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert str(out) in result.stderr
+    assert _files(tmp_path) == {"file"}
+
+
+def test_non_constant_weights_refused(tmp_path):
+    model = conv_model(ConvCase(bias=False))
+    weight = model.graph.initializer[0]
+    del model.graph.initializer[:]
+    model.graph.input.append(helper.make_tensor_value_info("conv.w", TensorProto.FLOAT, list(weight.dims)))
+    source = tmp_path / "dyn.onnx"
+    onnx.save(model, str(source))
+    result = _run(str(source), "-o", str(tmp_path / "o.onnx"), "--rank", "1")
+    assert result.exit_code == 2
+    assert "nothing to convert" in result.stderr and "not a constant" in result.stderr
+    assert _files(tmp_path) == {"dyn.onnx"}
+
+
+def test_failed_verification_inputs_leave_nothing(vgg, tmp_path):
+    bad = tmp_path / "inputs.npz"
+    np.savez(bad, x=np.ones((1, 3, 32, 32), np.float64))
+    result = _run(vgg, "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--inputs", str(bad))
+    assert result.exit_code == 2 and "dtype float64" in result.stderr
+    assert _files(tmp_path) == {"inputs.npz"}  # no model, no manifest, no temporary folder
+
+
+def test_inputs_file_is_used(vgg, tmp_path):
+    good = tmp_path / "inputs.npz"
+    np.savez(good, x=np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    result = _run(vgg, "-o", str(tmp_path / "o.onnx"), "--rank", "full", "--inputs", str(good), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verification"]["inputs"] == str(good)
+
+
+def test_no_verify_and_select(vgg, tmp_path):
+    out = tmp_path / "sel.onnx"
+    result = _run(vgg, "-o", str(out), "--rank", "1", "--select", "block3_*", "--no-verify", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["verification"] is None
+    assert [layer["name"] for layer in data["layers"]] == ["block3_conv1", "block3_conv2"]
+
+
+def test_rank_rules_are_mutually_exclusive(vgg, tmp_path):
+    result = _run(vgg, "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--energy", "0.9")
+    assert result.exit_code == 2 and "mutually exclusive" in result.stderr
+    assert _run(vgg, "-o", str(tmp_path / "o.onnx"), "--rank", "zero").exit_code == 2
+    assert _files(tmp_path) == set()
+
+
+def test_parse_rank_and_renderer_registry():
+    assert parse_rank("full", None, None) == {"full_rank": True}
+    assert parse_rank("3", None, None) == {"rank": 3}
+    assert parse_rank(None, 0.8, None) == {"energy": 0.8, "max_error": None}
+    with pytest.raises(UsageError):
+        parse_rank(None, 0.8, 0.1)
+    assert set(RENDERERS) == set(ConvertFormat)

@@ -1,0 +1,218 @@
+"""The ONNX loader on the bundled VGG sample and on one hand-built graph per weight source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_builders import analyse, conv_model, model, random_input, run_ort, save, vinfo, weight
+from sepconv_cli.errors import ShapeError, UsageError
+from sepconv_cli.loaders import load
+from sepconv_cli.loaders.onnx_layers import scope_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VGG = os.path.join(ROOT, "samples", "vgg_cifar.onnx")
+
+# (row name, Cin, Cout, spatial side): 3x3 'same' convs of the tutorial's VGG-style CIFAR model
+VGG_CONVS = [("/block1/conv1/Conv", 3, 64, 32), ("/block1/conv2/Conv", 64, 64, 32),
+             ("/block2/conv1/Conv", 64, 128, 16), ("/block2/conv2/Conv", 128, 128, 16),
+             ("/block3/conv1/Conv", 128, 256, 8), ("/block3/conv2/Conv", 256, 256, 8)]
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return load(VGG)
+
+
+def test_vgg_params_match_the_tutorial(vgg):
+    report = vgg.report
+    assert report.params == 1_186_378
+    assert [report.layer(name).params for name, *_ in VGG_CONVS] == [1792, 36928, 73856, 147584, 295168, 590080]
+    assert report.layer("/dense/Gemm").params == 40970
+    assert sum(row.params for row in report.layers) == report.params
+    assert report.weight_bytes == (("float32", 4 * 1_186_378),)
+    assert report.buffers == 0 and report.warnings == () and report.uncounted == ()
+
+
+def test_vgg_conv_macs_by_hand(vgg):
+    assert vgg.report.layer("/block1/conv1/Conv").macs == 1 * 64 * 32 * 32 * 3 * 9 == 1_769_472
+    for name, cin, cout, side in VGG_CONVS:
+        assert vgg.report.layer(name).macs == cout * side * side * cin * 9
+    conv_total = sum(cout * side * side * cin * 9 for _, cin, cout, side in VGG_CONVS)
+    assert vgg.report.macs == conv_total + 4096 * 10
+    assert vgg.report.layer("/block2/pool/MaxPool").macs == 0
+
+
+def test_vgg_rows_scopes_and_model_info(vgg):
+    report = vgg.report
+    assert len(report.layers) == 6 * 2 + 3 + 3  # conv+relu pairs, pools, flatten/gemm/softmax
+    row = report.layer("/block2/conv1/Conv")
+    assert row.path == ("block2", "conv1") and row.op == "Conv"
+    assert row.input_shapes[0] == (1, 64, 16, 16) and row.output_shapes == ((1, 128, 16, 16),)
+    assert row.conv.kernel == (3, 3) and row.conv.pads == (1, 1, 1, 1) and row.weight_constant
+    assert [(t.name, t.shape) for t in report.model.inputs] == [("input", (1, 3, 32, 32))]
+    assert [(t.name, t.shape) for t in report.model.outputs] == [("probabilities", (1, 10))]
+    assert report.model.format == "onnx" and report.model.file_size == os.path.getsize(VGG)
+
+
+def test_vgg_runs_on_onnxruntime_with_inferred_output_shape(vgg):
+    (y,) = run_ort(VGG, {"input": random_input((1, 3, 32, 32))})
+    assert y.shape == vgg.report.model.outputs[0].shape
+    assert np.allclose(y.sum(), 1.0, atol=1e-5)
+
+
+def test_vgg_conv_weights_come_from_the_file(vgg):
+    stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(VGG).graph.initializer}
+    w = vgg.handle.conv_weights("/block3/conv2/Conv")
+    assert np.array_equal(w.weight, stored["block3.conv2.weight"]) and np.array_equal(w.bias, stored["block3.conv2.bias"])
+    assert w.bn is None and vgg.handle.conv_weights("/dense/Gemm") is None
+    assert isinstance(vgg.native, onnx.ModelProto)
+
+
+def test_scope_path():
+    assert scope_path("/layer1/0/conv1/Conv") == ("layer1", "0", "conv1")
+    assert scope_path("Conv_0") == ()
+
+
+def test_initializer_also_listed_as_input_counts_once(tmp_path):
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    m = model([node], [vinfo("x", (1, 3, 8, 8)), vinfo("w", (4, 3, 3, 3)), vinfo("b", (4,))],
+              [vinfo("y", (1, 4, 8, 8))], [weight("w", (4, 3, 3, 3)), weight("b", (4,))], ir_version=3, opset=8)
+    report = analyse(m, tmp_path).report
+    assert report.params == 4 * 3 * 9 + 4
+    assert [t.name for t in report.model.inputs] == ["x"]
+    assert report.layers[0].macs == 4 * 64 * 3 * 9 and report.layers[0].weight_constant
+
+
+def test_constant_node_weight(tmp_path):
+    w = np.arange(4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3)
+    nodes = [helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w, "w"), name="wconst"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    loaded = analyse(model(nodes, [vinfo("x", (1, 3, 5, 5))], [vinfo("y", (1, 4, 3, 3))]), tmp_path)
+    assert [r.name for r in loaded.report.layers] == ["conv"]  # Constant is a weight source, not a row
+    assert loaded.report.params == loaded.report.layers[0].params == 108
+    assert np.array_equal(loaded.handle.conv_weights("conv").weight, w)
+
+
+def test_constant_of_shape_with_constant_shape_is_a_weight(tmp_path):
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [16, 8])
+    nodes = [helper.make_node("Constant", [], ["s"], value=shape, name="shape_const"),
+             helper.make_node("ConstantOfShape", ["s"], ["w"], name="fill",
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    m = model(nodes, [vinfo("x", (4, 16))], [vinfo("y", (4, 8))])
+    report = analyse(m, tmp_path).report
+    assert report.params == 16 * 8  # the int64 shape is not a param
+    assert [(r.name, r.params, r.macs) for r in report.layers] == [("mm", 128, 4 * 16 * 8)]
+    (y,) = run_ort(save(m, tmp_path, "run.onnx"), {"x": np.ones((4, 16), np.float32)})
+    assert np.allclose(y, 8.0)
+
+
+def test_shared_initializer_counts_once(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Identity", ["w"], ["w_alias"], name="alias"),
+             helper.make_node("Conv", ["a", "w_alias"], ["y"], name="conv_b", pads=[1, 1, 1, 1])]
+    m = model(nodes, [vinfo("x", (1, 4, 6, 6))], [vinfo("y", (1, 4, 6, 6))], [weight("w", (4, 4, 3, 3))])
+    report = analyse(m, tmp_path).report
+    assert report.params == 144
+    assert [(r.name, r.params) for r in report.layers] == [("conv_a", 144), ("alias", 0), ("conv_b", 0)]
+    assert report.layer("conv_b").weight_constant and report.layer("conv_b").macs == 4 * 36 * 4 * 9
+
+
+def test_external_data_shapes_without_loading_bytes(tmp_path):
+    m = conv_model((1, 8, 16, 16), (32, 8, 3, 3), pads=[1, 1, 1, 1])
+    original = numpy_helper.to_array(m.graph.initializer[0])
+    path = save(m, tmp_path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin",
+                size_threshold=0)
+    loaded = load(path)
+    assert loaded.report.params == 32 * 8 * 9 + 32
+    assert loaded.report.layers[0].macs == 32 * 256 * 8 * 9
+    native_w = loaded.native.graph.initializer[0]
+    assert native_w.data_location == TensorProto.EXTERNAL and not native_w.raw_data  # bytes left on disk
+    assert np.array_equal(loaded.handle.conv_weights("/net/conv/Conv").weight, original)
+
+
+def test_batchnorm_stats_are_buffers_and_follow_the_conv(tmp_path):
+    c = 6
+    bn_inputs = [weight(n, (c,), i) for i, n in enumerate(["gamma", "beta", "mean"])]
+    var = numpy_helper.from_array(np.abs(np.random.default_rng(9).standard_normal(c)).astype(np.float32), "var")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/stem/conv/Conv"),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"],
+                              name="/stem/bn/BatchNormalization", epsilon=1e-3)]
+    m = model(nodes, [vinfo("x", (1, 3, 5, 5))], [vinfo("y", (1, c, 3, 3))],
+              [weight("w", (c, 3, 3, 3))] + bn_inputs + [var])
+    loaded = analyse(m, tmp_path)
+    report = loaded.report
+    assert (report.params, report.buffers) == (c * 27 + 2 * c, 2 * c)
+    bn_row = report.layer("/stem/bn/BatchNormalization")
+    assert (bn_row.params, bn_row.buffers, bn_row.macs) == (2 * c, 2 * c, 0)
+    assert report.layer("/stem/conv/Conv").bn_follows == "/stem/bn/BatchNormalization"
+    bn = loaded.handle.conv_weights("/stem/conv/Conv").bn
+    assert bn.eps == pytest.approx(1e-3) and np.array_equal(bn.var, numpy_helper.to_array(var))
+
+
+def test_symbolic_batch_is_kept_then_pinned(tmp_path):
+    m = conv_model(("N", 3, 8, 8), (4, 3, 3, 3), pads=[1, 1, 1, 1])
+    report = analyse(m, tmp_path).report
+    row = report.layers[0]
+    assert row.input_shapes[0] == ("N", 3, 8, 8) and row.output_shapes == (("N", 4, 8, 8),)
+    assert row.macs is None and row.note.startswith("shape unknown")
+    assert row.conv.out_channels == 4  # geometry still known from the weight
+    assert report.unknown_rows == (row,) and any("--input-shape" in w for w in report.warnings)
+    for pin in [(None, (2, 3, 8, 8)), ("x", (2, 3, 8, 8))]:
+        pinned = analyse(m, tmp_path, pin).report
+        assert pinned.layers[0].macs == 2 * 4 * 64 * 3 * 9
+        assert pinned.model.outputs[0].shape == (2, 4, 8, 8)
+
+
+def test_pin_errors_name_the_inputs(tmp_path):
+    m = conv_model(("N", 3, 8, 8), (4, 3, 3, 3))
+    with pytest.raises(UsageError, match=r"no model input named 'img'; inputs: x"):
+        analyse(m, tmp_path, ("img", (1, 3, 8, 8)))
+    with pytest.raises(ShapeError, match="has 4 dims"):
+        analyse(m, tmp_path, (None, (1, 3, 8)))
+    with pytest.raises(ShapeError, match="fixed dimension 3"):
+        analyse(m, tmp_path, (None, (1, 5, 8, 8)))
+
+
+def test_checker_rejection_is_a_warning_when_shapes_infer(tmp_path):
+    m = conv_model((1, 3, 8, 8), (4, 3, 3, 3))  # output declared without a shape: the checker objects
+    with pytest.raises(onnx.checker.ValidationError) as caught:
+        onnx.checker.check_model(m)
+    report = analyse(m, tmp_path).report
+    assert report.warnings == (f"onnx checker: {str(caught.value).strip().splitlines()[0]}",)
+    assert report.layers[0].macs == 4 * 36 * 27
+
+
+def test_analysing_onnx_does_not_import_torch():
+    code = ("import sys; from sepconv_cli.loaders import load; r = load(sys.argv[1]).report; "
+            "assert r.params == 1186378; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, VGG], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_unnamed_pin_needs_a_single_input(tmp_path):
+    node = helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")
+    m = model([node], [vinfo("a", ("N", 4)), vinfo("b", (4, 2))], [vinfo("y", ("N", 2))])
+    with pytest.raises(UsageError, match="single-input model; inputs: a, b"):
+        analyse(m, tmp_path, (None, (3, 4)))
+    assert analyse(m, tmp_path, ("a", (3, 4))).report.layers[0].macs == 3 * 4 * 2
+
+
+def test_quantized_weights_fed_to_dequantize_are_params(tmp_path):
+    q = numpy_helper.from_array(np.arange(-36, 36, dtype=np.int8).reshape(2, 4, 3, 3), "w_q")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "zero")
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "scale", "zero"], ["w"], name="/conv/dq"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv")]
+    m = model(nodes, [vinfo("x", (1, 4, 5, 5))], [vinfo("y", (1, 2, 3, 3))], [q, scale, zero])
+    report = analyse(m, tmp_path).report
+    assert report.params == 72 + 1  # int8 kernel + float scale; the int8 zero point is not a weight
+    assert report.layer("/conv/Conv").macs == 2 * 9 * 4 * 9
+    assert dict(report.weight_bytes) == {"int8": 73, "float32": 4}

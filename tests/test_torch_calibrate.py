@@ -1,0 +1,121 @@
+"""Calibrated refit of converted PyTorch modules, checked against direct forward passes."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sepconv_cli.calibrate import CalibOptions
+from sepconv_cli.errors import UsageError
+from sepconv_cli.loaders.base import LoadedModel
+from sepconv_cli.records import Plan, PlannedLayer
+from sepconv_cli.rewriters.base import ConvertOptions
+from sepconv_cli.rewriters.torch_calibrate import calibrate_torch
+from sepconv_cli.rewriters.torch_modules import apply_manifest
+from sepconv_cli.rewriters.torch_rewriter import MODULE_BACKEND
+
+
+class Net(nn.Module):
+    """conv1 -> bn1 -> relu -> conv2 (groups=2, no bias) -> relu -> up (ConvTranspose2d) -> mean -> head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False)
+        self.up = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return self.head(self.up(x).mean((2, 3)))
+
+
+def _net(seed=0, separable_rank=None):
+    torch.manual_seed(seed)
+    net = Net().eval()
+    with torch.no_grad():
+        net.bn1.running_mean.uniform_(-0.2, 0.2)
+        net.bn1.running_var.uniform_(0.5, 1.5)
+        if separable_rank is not None:  # every input-channel slice of conv1 of rank `separable_rank`
+            u, v = torch.randn(3, 8, separable_rank), torch.randn(3, separable_rank, 9)
+            net.conv1.weight.copy_(torch.einsum("icr,irk->cik", u, v).reshape(8, 3, 3, 3) * 0.3)
+    return net
+
+
+# Deliberately not in forward order: calibration must follow the forward pass.
+PLAN = Plan(layers=(PlannedLayer("up", 1, 0, 0, None, None), PlannedLayer("conv2", 1, 0, 0, None, None),
+                    PlannedLayer("conv1", 1, 0, 0, None, None, bn_folded="bn1")))
+
+
+def _convert(net, plan=PLAN):
+    return MODULE_BACKEND.rewrite(LoadedModel(report=None, handle=None, native=net), plan, ConvertOptions())
+
+
+def _x(n, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, 3, 8, 8)).astype(np.float32)
+
+
+def _rel(a, b):
+    return float(torch.linalg.norm((a - b).double()) / torch.linalg.norm(b.double()))
+
+
+def test_order_and_errors_match_direct_forward_passes():
+    net = _net()
+    conv = _convert(net)
+    x = _x(24)
+    result = calibrate_torch(net, conv.native, conv.plan, {"x": x}, CalibOptions(holdout=0.0))
+    assert [r.name for r in result.report.layers] == ["conv1", "conv2", "up"]
+    first = result.report.layers[0]
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        target = net.bn1(net.conv1(t))
+        assert first.fit_error_before == pytest.approx(_rel(conv.native.conv1(t), target), rel=1e-4)
+        assert first.fit_error_after == pytest.approx(_rel(result.model.conv1(t), target), rel=1e-4)
+        assert result.report.output_error_after == pytest.approx(_rel(result.model(t), net(t)), rel=1e-4)
+    assert all(r.fit_error_after <= r.fit_error_before for r in result.report.layers)
+
+
+def test_corrupted_pointwise_weights_are_recovered_and_inputs_untouched():
+    net = _net(seed=2, separable_rank=1)
+    conv = _convert(net, Plan(layers=(PlannedLayer("conv1", 1, 0, 0, None, None, bn_folded="bn1"),)))
+    true = copy.deepcopy(conv.native.conv1.pointwise.state_dict())
+    with torch.no_grad():
+        conv.native.conv1.pointwise.weight.add_(torch.randn_like(conv.native.conv1.pointwise.weight))
+    snapshot = copy.deepcopy(conv.native.state_dict())
+    result = calibrate_torch(net, conv.native, conv.plan, {"x": _x(16)}, CalibOptions(ridge=1e-10))
+    got = result.model.conv1.pointwise
+    torch.testing.assert_close(got.weight, true["weight"], atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(got.bias, true["bias"], atol=2e-3, rtol=1e-3)
+    assert result.report.layers[0].holdout_error_after < 1e-4
+    for key, value in conv.native.state_dict().items():
+        assert torch.equal(value, snapshot[key])
+
+
+def test_max_output_error_rank_search_rebuilds_modules_that_reload_from_a_manifest():
+    net = _net(seed=3, separable_rank=2)
+    conv = _convert(net)
+    result = calibrate_torch(net, conv.native, conv.plan, {"x": _x(16)}, CalibOptions(max_output_error=1e-3))
+    assert result.ranks["conv1"] == 2
+    dw, pw = result.model.conv1.depthwise, result.model.conv1.pointwise
+    assert tuple(dw.weight.shape) == (6, 1, 3, 3) and dw.out_channels == 6 and pw.in_channels == 6
+    assert result.report.layers[0].holdout_error_after <= 1e-3
+    up = result.model.up.depthwise  # ConvTranspose2d depthwise: weight (Cin, T, k, k)
+    assert tuple(up.weight.shape) == (8, result.ranks["up"], 3, 3)
+    with torch.no_grad():
+        result.model(torch.from_numpy(_x(2)))
+    entries = [{"name": n, "rank": r, "bn_folded": "bn1" if n == "conv1" else None,
+                "pointwise_bias": result.model.get_submodule(n).pointwise.bias is not None}
+               for n, r in result.ranks.items()]
+    rebuilt = apply_manifest(_net(seed=3), entries)
+    rebuilt.load_state_dict(result.model.state_dict(), strict=True)
+
+
+def test_exported_programs_are_refused_with_the_supported_route():
+    net = _net()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    with pytest.raises(UsageError, match="export it to ONNX"):
+        calibrate_torch(program, program, PLAN, {"x": _x(2)})
