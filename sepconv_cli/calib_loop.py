@@ -171,10 +171,11 @@ def replan(plan: Plan, report: Report, result: CalibResult) -> Plan:
     for planned in plan.layers:
         rank = result.ranks.get(planned.name, planned.rank)
         row = report.layer(planned.name)
-        spec = replace(row.conv, has_bias=row.conv.has_bias or bool(planned.bn_folded) or planned.name in kept)
+        biased = row.conv.has_bias or bool(planned.bn_folded) or planned.name in kept
+        spec = replace(row.conv, has_bias=biased)
         params = costs.separable_params(spec, rank, plan.depthwise_bias)
         if rank == planned.rank:
-            layers.append(replace(planned, params_after=params))
+            layers.append(replace(planned, params_after=params, pointwise_bias=biased))
             continue
         ins = row.input_shapes[0] if row.input_shapes else None
         outs = row.output_shapes[0] if row.output_shapes else None
@@ -183,5 +184,5 @@ def replan(plan: Plan, report: Report, result: CalibResult) -> Plan:
         energy = result.energies.get(planned.name)
         error = None if energy is None else float(np.sqrt(max(0.0, 1.0 - energy)))
         layers.append(replace(planned, rank=rank, params_after=params, macs_after=macs, energy=energy,
-                              weight_error=error))
+                              weight_error=error, pointwise_bias=biased))
     return replace(plan, layers=tuple(layers))

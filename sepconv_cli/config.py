@@ -195,12 +195,17 @@ def _display(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def expand_glob(pattern: str) -> list[str]:
+    """Files matching ``pattern`` (``**`` recurses), sorted."""
+    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+
 def _expand(entry: ModelEntry) -> list[str]:
     pattern = os.path.join(entry.base_dir, entry.pattern)
-    if GLOB_CHARS & set(entry.pattern):
-        found = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-    elif os.path.exists(pattern):
+    if os.path.exists(pattern):  # before globbing: a literal name may contain [ ]
         found = [pattern]
+    elif GLOB_CHARS & set(entry.pattern):
+        found = expand_glob(pattern)
     else:
         return [entry.pattern] if is_entrypoint(entry.pattern) else []
     return [_display(p) for p in found]

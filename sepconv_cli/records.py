@@ -251,6 +251,7 @@ class PlannedLayer:
     energy: float | None = None
     weight_error: float | None = None
     bn_folded: str | None = None
+    pointwise_bias: bool | None = None  # None: the pointwise conv has a bias iff the conv had one or a BN was folded
 
 
 @dataclass(frozen=True)

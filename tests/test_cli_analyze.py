@@ -254,3 +254,29 @@ def test_write_atomic_replaces_whole_files_only(tmp_path):
     common.write_atomic(str(target), b"bytes")
     assert target.read_bytes() == b"bytes"
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+NET_PY = '''
+import torch.nn as nn
+
+
+def net(width=4):
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 16, 3, padding=1))
+'''
+
+
+def test_pytorch_options_reach_the_loader(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NET_PY)
+    meta = run("nets.py:net", "--kwargs", '{"width": 8}', "--input-shape", "1x3x8x8", "-f", "table")
+    assert meta.exit_code == 0, meta.stderr
+    assert "(entrypoint)" in meta.stdout
+    assert "Energy kept needs weights" in meta.stdout  # meta device: no weights, savings only
+    params = 8 * 3 * 9 + 8 + 16 * 8 * 9 + 16
+    assert f"Params   {params:,}" in meta.stdout
+    cpu = json.loads(run("nets.py:net", "--kwargs", '{"width": 8}', "--input-shape", "1x3x8x8",
+                         "--device", "cpu").stdout)
+    assert cpu["totals"]["params"] == params
+    assert all(c["energy_t1"] is not None for c in cpu["candidates"])
+    bad = run("nets.py:net", "--kwargs", "{not json")
+    assert bad.exit_code == 2 and len(bad.stderr.splitlines()) == 1

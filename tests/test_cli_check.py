@@ -189,7 +189,7 @@ def test_twenty_models_in_one_run(tmp_path):
 
 def baseline_of(path, out, tmp_path):
     """Record a baseline the documented way (`sepconv analyze --format json`)."""
-    result = CliRunner(env=ENV).invoke(app, ["analyze", path, "--format", "json"])
+    result = CliRunner(env=ENV).invoke(app, ["analyze", path, "--format", "json", "--input-shape", "1x3x8x8"])
     assert result.exit_code == 0, result.stderr
     out.write_text(result.stdout)
     return str(out)
@@ -198,14 +198,15 @@ def baseline_of(path, out, tmp_path):
 def test_baseline_growth_pass_and_fail(tmp_path):
     path = save(tiny_model(16), tmp_path, "model.onnx")
     base = baseline_of(path, tmp_path / "baseline.json", tmp_path)
-    same = invoke(path, "--baseline", base, "--format", "json")
+    same = invoke(path, "--baseline", base, "--format", "json", "--input-shape", "1x3x8x8")
     assert same.exit_code == 0, same.stderr
-    metrics = [r["metric"] for r in json.loads(same.stdout)["results"]]
-    assert metrics == ["growth-params", "growth-macs", "growth-file-size", "growth-weight-bytes"]
+    rows = {r["metric"]: r for r in json.loads(same.stdout)["results"]}
+    assert list(rows) == ["growth-params", "growth-macs", "growth-file-size", "growth-weight-bytes"]
+    assert rows["growth-macs"]["value"] == rows["growth-macs"]["limit"] == MACS
     save(tiny_model(20), tmp_path, "model.onnx")   # 448 -> 484 params (+8.0%)
-    within = invoke(path, "--baseline", base, "--max-growth", "10%", "--format", "json")
+    within = invoke(path, "--baseline", base, "--max-growth", "10%", "--format", "json", "--input-shape", "1x3x8x8")
     assert within.exit_code == 0
-    grown = invoke(path, "--baseline", base, "--max-growth", "5%", "--format", "json")
+    grown = invoke(path, "--baseline", base, "--max-growth", "5%", "--format", "json", "--input-shape", "1x3x8x8")
     assert grown.exit_code == 1
     rows = {r["metric"]: r for r in json.loads(grown.stdout)["results"]}
     assert rows["growth-params"]["value"] == 484 and rows["growth-params"]["limit"] == pytest.approx(448 * 1.05)
@@ -388,3 +389,49 @@ def test_one_baseline_for_several_models_is_refused(tmp_path):
 
 def test_bad_input_shape_names_the_model(tiny):
     assert_one_line_error(invoke(tiny, "--max-params", "1M", "--input-shape", "1xfoo-3"), tiny, "input-shape")
+
+
+SNAPSHOT_RESULT = CheckResult((
+    Violation("a.onnx", "max-params", 1186378, 1e6, False, "max-params: 1.19M > 1M"),
+    Violation("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.75 MB <= 5 MB"),
+    Violation("a.onnx", "min-separable-coverage", 0.25, 0.5, False, "min-separable-coverage: 25% < 50%"),
+))
+
+MARKDOWN_SNAPSHOT = """## sepconv check
+
+❌ 2 of 3 budgets exceeded across 1 model
+
+| model | budget | value | limit | headroom | result |
+|---|---|---:|---:|---:|---|
+| `a.onnx` | max-params | 1.19M | 1M | -186k (-19%) | ❌ **FAIL** |
+| `a.onnx` | max-file-size | 4.75 MB | 5 MB | 251 kB (+5%) | ✅ pass |
+| `a.onnx` | min-separable-coverage | 25% | 50% | -25% | ❌ **FAIL** |
+"""
+
+
+def test_markdown_snapshot():
+    assert check_renderer_for(CheckFormat.MARKDOWN)(SNAPSHOT_RESULT, CheckRenderOptions()) == MARKDOWN_SNAPSHOT
+
+
+def test_json_snapshot():
+    data = json.loads(check_renderer_for(CheckFormat.JSON)(SNAPSHOT_RESULT, CheckRenderOptions()))
+    assert {k: data[k] for k in ("schema_version", "ok", "failed", "total", "models")} == {
+        "schema_version": 1, "ok": False, "failed": 2, "total": 3, "models": ["a.onnx"]}
+    assert data["results"][0] == {"model": "a.onnx", "metric": "max-params", "unit": "count", "value": 1186378,
+                                  "limit": 1000000, "headroom": -186378, "passed": False,
+                                  "message": "max-params: 1.19M > 1M"}
+    assert [(r["unit"], r["headroom"]) for r in data["results"][1:]] == [("bytes", 251391), ("fraction", -0.25)]
+
+
+def test_table_colours_fail_red_and_pass_green_only_when_asked():
+    render = check_renderer_for(CheckFormat.TABLE)
+    coloured = render(SNAPSHOT_RESULT, CheckRenderOptions(width=100, color=True))
+    assert "\x1b[1;31mFAIL" in coloured and "\x1b[32mpass" in coloured
+    plain = render(SNAPSHOT_RESULT, CheckRenderOptions(width=100, color=False))
+    assert "\x1b[" not in plain
+    assert [line.rstrip() for line in plain.splitlines()][2:] == [
+        "a.onnx   max-params                 1.19M      1M   -186k (-19%)   FAIL",
+        "a.onnx   max-file-size            4.75 MB    5 MB   251 kB (+5%)   pass",
+        "a.onnx   min-separable-coverage       25%     50%           -25%   FAIL",
+        "2 of 3 budgets exceeded across 1 model",
+    ]

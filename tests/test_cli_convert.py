@@ -175,3 +175,50 @@ def test_parse_rank_and_renderer_registry():
     with pytest.raises(UsageError):
         parse_rank(None, 0.8, 0.1)
     assert set(RENDERERS) == set(ConvertFormat)
+
+
+def test_manifest_geometry_rebuilds_params(vgg, tmp_path):
+    out = tmp_path / "m.onnx"
+    assert _run(vgg, "-o", str(out), "--energy", "0.5", "--no-verify").exit_code == 0
+    manifest = load_manifest(str(out) + ".manifest.json")
+    for layer in manifest["layers"]:
+        dw, pw = layer["depthwise"], layer["pointwise"]
+        k = int(np.prod(dw["kernel"]))
+        rebuilt = (dw["in_channels"] // dw["groups"] * dw["out_channels"] * k + dw["out_channels"] * dw["bias"]
+                   + pw["in_channels"] // pw["groups"] * pw["out_channels"] + pw["out_channels"] * pw["bias"])
+        assert rebuilt == layer["params_after"]
+        assert dw["out_channels"] == layer["rank"] * layer["original"]["in_channels"]
+    assert manifest["source"]["params"] - manifest["output"]["params"] == manifest["params_saved"]
+
+
+def test_pipeline_reports_progress_per_layer(vgg, tmp_path):
+    from sepconv_cli.conversion import ConvertRequest, Events, convert
+    from sepconv_cli.planner import PlanOptions
+
+    class Recorder(Events):
+        def __init__(self):
+            self.layers, self.stages = [], []
+
+        def layer_done(self, name):
+            self.layers.append(name)
+
+        def stage(self, name):
+            self.stages.append(name)
+
+    recorder = Recorder()
+    result = convert(ConvertRequest(source=vgg, output=str(tmp_path / "p.onnx"), plan=PlanOptions(rank=1),
+                                    verify=False), recorder)
+    assert recorder.layers == [p.name for p in result.plan.layers] and len(recorder.layers) == 6
+    assert recorder.stages == ["load", "plan", "rewrite", "save", "analyse"]
+
+
+SAMPLE_VGG = os.path.join(os.path.dirname(__file__), "..", "samples", "vgg_cifar.onnx")
+
+
+@pytest.mark.skipif(not os.path.exists(SAMPLE_VGG), reason="samples/vgg_cifar.onnx not generated")
+def test_sample_vgg_rank1_has_174821_params(tmp_path):
+    out = tmp_path / "sample.sep.onnx"
+    result = _run(SAMPLE_VGG, "-o", str(out), "--rank", "1", "--no-fold-bn", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["after"]["params"] == 174_821
+    assert load(str(out)).report.params == 174_821

@@ -205,3 +205,15 @@ def test_seed_vgg_rank1_params(tmp_path):
     widths = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)]
     assert after.params == sum(ci * 9 + ci * co + co for ci, co in widths) + 40_970 == 174_821
     assert backend_for("onnx") is BACKEND
+
+
+def test_saving_with_external_data_keeps_the_model_in_memory(tmp_path):
+    case = ConvCase(cin=8, cout=16)
+    source = _save(conv_model(case), tmp_path / "in.onnx", save_as_external_data=True, location="in.onnx.data",
+                   size_threshold=0)
+    loaded = load(source)
+    converted = BACKEND.rewrite(loaded, _plan(loaded, rank=2), ConvertOptions())
+    BACKEND.save(converted, str(tmp_path / "a.onnx"))
+    assert not any(t.data_location == TensorProto.EXTERNAL for t in converted.native.graph.initializer)
+    x = _inputs(case)
+    assert compare_all(BACKEND.run(converted.native, x), BACKEND.run(str(tmp_path / "a.onnx"), x))[0].max_abs == 0.0

@@ -192,3 +192,10 @@ def test_conv_geometry_text():
     assert tx.conv_geometry(spec(kernel=(5,), stride=(1,), dilation=(2,), transposed=True)) == "5 s1 d2 tr"
     assert tx.conv_geometry(spec(stride=(1, 2))) == "3x3 s1x2"
     assert tx.conv_geometry(spec(stride=(2, 1), dilation=(1, 3))) == "3x3 s2x1 d1x3"
+
+
+def test_table_says_when_rows_are_cut():
+    text = render(vgg_report(), OutputFormat.TABLE, RenderOptions(view=ViewOptions(sort=SortKey.MACS, top=3)))
+    assert "Showing 3 of 17 layers; totals are for the whole model." in text
+    assert "Params   1,186,378 (1.19M)" in text
+    assert "Showing" not in render(vgg_report(), OutputFormat.TABLE)

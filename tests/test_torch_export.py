@@ -50,6 +50,9 @@ def test_pt2_source_full_rank_rewrite_reloads_and_matches(tmp_path):
     assert {"0.depthwise.weight", "0.pointwise.weight", "0.pointwise.bias", "4.depthwise.weight"} <= keys
     assert not {"0.weight", "1.weight", "1.running_mean", "3.weight", "4.weight"} & keys
     assert "0.weight" in program.state_dict  # the source program is untouched
+    calls = [str(n.target) for n in new.graph.nodes if n.op == "call_function"]
+    assert sum(c.startswith(("aten.conv", "aten.convolution")) for c in calls) == 2 * 3
+    assert not [c for c in calls if "batch_norm" in c]
     x = torch.randn(3, 3, 6, 6)  # batch 3: the dynamic batch dim survived the rewrite
     assert rel_err(model(x), new.module()(x)) <= 1e-5
     path = tmp_path / "out.pt2"

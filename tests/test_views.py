@@ -48,6 +48,7 @@ def test_depth_one_groups_by_first_scope():
     assert block2.params == 64 * 128 * 9 + 128 + 128 * 128 * 9 + 128
     assert block2.macs == 18_874_368 + 37_748_736
     assert block2.op == "5 ops"
+    assert layer_view(vgg_report(), ViewOptions(depth=2))[1].op == "Conv+Relu"
 
 
 def test_depth_two_nests_and_sorts_siblings():

@@ -6,7 +6,6 @@ Exit codes: 0 every budget holds, 1 any budget exceeded, 2 a model, config or ba
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ import typer
 from sepconv_cli.baseline import Baseline, load_baseline
 from sepconv_cli.budget import METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth
 from sepconv_cli.cli.common import handle_errors, parse_input_shapes, stdout_is_terminal, write_atomic
-from sepconv_cli.config import GLOB_CHARS, Config, Settings, Target, discover, parse_growth, resolve_targets
+from sepconv_cli.config import (GLOB_CHARS, Config, Settings, Target, discover, expand_glob, parse_growth,
+                                resolve_targets)
 from sepconv_cli.errors import UsageError
 from sepconv_cli.records import CheckResult, Report, Violation
-from sepconv_cli.units import Kind
 from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for, render_markdown
+from sepconv_cli.units import Kind
 
 HELP = """Fail the build when a model outgrows its budget.
 
@@ -60,7 +60,7 @@ def _expand_models(models: Optional[list[str]]) -> list[str]:
     out: list[str] = []
     for model in models or []:
         if GLOB_CHARS & set(model) and not os.path.exists(model):
-            found = sorted(p for p in glob.glob(model, recursive=True) if os.path.isfile(p))
+            found = expand_glob(model)
             if not found:
                 raise UsageError(f"{model}: glob matches no file")
             out.extend(found)

@@ -8,8 +8,7 @@ from __future__ import annotations
 from sepconv_cli.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
-from sepconv_cli.render.views import (candidate_views, excluded_by_reason, layer_view, summary,
-                                      uncounted_rows)
+from sepconv_cli.render.views import candidate_views, excluded_by_reason, layer_view, summary
 
 
 def _cell(value: object) -> str:
@@ -36,16 +35,22 @@ def _totals(report: Report) -> list[str]:
         ops = ", ".join(f"{u.op} x{u.count}" for u in report.uncounted)
         lines += [f"Ops without a MAC formula (not in the total): {ops}", ""]
     unknown = [f"- not counted: `{row.name}` ({row.op}): {row.note or 'shape unknown'}"
-               for row in uncounted_rows(report)]
+               for row in report.unknown_rows]
     return lines + (unknown + [""] if unknown else [])
 
 
 def _layers(report: Report, options: RenderOptions) -> list[str]:
+    view = layer_view(report, options.view)
     rows = [["&nbsp;&nbsp;" * r.level + f"`{r.name}`", tx.op_text(r), tx.shapes(r.output_shapes),
              tx.exact(r.params), tx.macs_text(r) if r.macs is None else tx.exact(r.macs) + ("+?" if r.unknown else ""),
-             tx.percent(r.share)] for r in layer_view(report, options.view)]
-    legend = [tx.CONV_LEGEND, ""] if any(layer.conv is not None for layer in report.layers) else []
-    return ["## Layers", ""] + _table(["name", "op", "output", "params", "MACs", "share"], rows, right=3) + legend
+             tx.percent(r.share)] for r in view]
+    lines = ["## Layers", ""] + _table(["name", "op", "output", "params", "MACs", "share"], rows, right=3)
+    shown = sum(r.count for r in view if r.level == 0)
+    if shown < len(report.layers):
+        lines += [f"Showing {shown} of {len(report.layers)} layers; totals are for the whole model.", ""]
+    if any(layer.conv is not None for layer in report.layers):
+        lines += [tx.CONV_LEGEND, ""]
+    return lines
 
 
 def _candidates(report: Report) -> list[str]:

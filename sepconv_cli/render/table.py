@@ -18,11 +18,11 @@ from rich.text import Text
 from sepconv_cli.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
-from sepconv_cli.render.views import (candidate_views, excluded_by_reason, layer_view, summary,
-                                      uncounted_rows)
+from sepconv_cli.render.views import Row, candidate_views, excluded_by_reason, layer_view, summary
 
 _BAR = 5
 _MAX_NAMES = 4
+_HEAVY = 0.1  # rows with at least this share of the model's MACs are bold
 
 
 def _table(title: str) -> Table:
@@ -30,7 +30,7 @@ def _table(title: str) -> Table:
                  title=title, title_justify="left", title_style="bold")
 
 
-def _layers_table(report: Report, options: RenderOptions) -> Table:
+def _layers_table(report: Report, rows: tuple[Row, ...]) -> Table:
     table = _table(f"Layers of {report.model.path} ({report.model.format})")
     table.add_column("name", overflow="fold", ratio=3, min_width=12)
     table.add_column("op", overflow="fold", ratio=2, min_width=8)
@@ -38,9 +38,8 @@ def _layers_table(report: Report, options: RenderOptions) -> Table:
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
     table.add_column("share", no_wrap=True)
-    for row in layer_view(report, options.view):
-        heavy = row.share >= 0.1
-        style = "bold" if heavy else ("dim" if not row.macs and not row.params else "")
+    for row in rows:
+        style = "bold" if row.share >= _HEAVY else ("dim" if not row.macs and not row.params else "")
         share = Text(tx.percent(row.share).rjust(6) + " ")
         share.append(tx.bar(row.share, _BAR), style="magenta")
         table.add_row("  " * row.level + row.name, tx.op_text(row), tx.shapes(row.output_shapes),
@@ -74,7 +73,7 @@ def _uncounted_lines(report: Report) -> list[str]:
     if report.uncounted:
         ops = ", ".join(f"{u.op} x{u.count}" for u in report.uncounted)
         lines.append(f"Ops without a MAC formula (not in the total): {ops}")
-    unknown = uncounted_rows(report)
+    unknown = report.unknown_rows
     if unknown:
         lines.append(f"Rows not counted ({len(unknown)}), MACs missing from the total:")
         lines.extend(f"  {row.name} ({row.op}): {row.note or 'shape unknown'}" for row in unknown)
@@ -133,27 +132,40 @@ def _excluded_lines(report: Report) -> list[str]:
     return lines
 
 
+def _layer_section(console: Console, report: Report, options: RenderOptions) -> None:
+    rows = layer_view(report, options.view)
+    console.print(_layers_table(report, rows))
+    shown = sum(row.count for row in rows if row.level == 0)
+    if shown < len(report.layers):
+        console.print(Text(f"Showing {shown} of {len(report.layers)} layers; totals are for the whole model."))
+    if any(layer.conv is not None for layer in report.layers):
+        console.print(Text(tx.CONV_LEGEND))
+    console.print()
+    for line in _totals_lines(report) + _uncounted_lines(report):
+        console.print(Text(line))
+    console.print()
+
+
+def _candidate_section(console: Console, report: Report) -> None:
+    if not report.candidates:
+        console.print(Text("No separable candidates."))
+        return
+    console.print(_candidates_table(report))
+    for line in _legend(report):
+        console.print(Text(line))
+    console.print()
+    outcomes = _summary_table(report)
+    console.print(outcomes if outcomes is not None else Text("No candidate is convertible."))
+
+
 def render_table(report: Report, options: RenderOptions) -> str:
     """The report as a rich table, ``options.width`` columns wide, ANSI colour only if ``options.color``."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=options.width, color_system="standard" if options.color else None,
                       force_terminal=options.color, no_color=not options.color, highlight=False,
                       emoji=False, legacy_windows=False, soft_wrap=False)
-    console.print(_layers_table(report, options))
-    if any(layer.conv is not None for layer in report.layers):
-        console.print(Text(tx.CONV_LEGEND))
-    for line in _totals_lines(report) + _uncounted_lines(report):
-        console.print(Text(line))
-    console.print()
-    if report.candidates:
-        console.print(_candidates_table(report))
-        for line in _legend(report):
-            console.print(Text(line))
-        outcomes = _summary_table(report)
-        console.print()
-        console.print(outcomes if outcomes is not None else Text("No candidate is convertible."))
-    else:
-        console.print(Text("No separable candidates."))
+    _layer_section(console, report, options)
+    _candidate_section(console, report)
     for line in _excluded_lines(report):
         console.print(Text(line))
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"

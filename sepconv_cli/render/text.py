@@ -95,7 +95,7 @@ def conv_geometry(spec: ConvSpec) -> str:
     return " ".join(parts)
 
 
-CONV_LEGEND = "Conv geometry: kernel, s stride, g groups (dw depthwise), d dilation, tr transposed."
+CONV_LEGEND = "Conv: kernel, s stride, g groups (dw: depthwise), d dilation, tr: transposed."
 
 
 def op_text(row: Row) -> str:

@@ -127,9 +127,15 @@ def _node_row(node: _Node, total_macs: int, sep: str, level: int) -> Row:
     counted = [layer.macs for layer in node.layers if layer.macs is not None]
     macs = sum(counted) if counted else None
     unknown = sum(1 for layer in node.layers if layer.macs is None and layer.note != NO_FORMULA)
-    return Row(name=sep.join(node.key), op=f"{len(node.layers)} ops", params=sum(x.params for x in node.layers),
+    return Row(name=sep.join(node.key), op=_group_op(node.layers), params=sum(x.params for x in node.layers),
                macs=macs, share=share_of(macs, total_macs), level=level, count=len(node.layers),
                unknown=unknown)
+
+
+def _group_op(layers: list[Layer]) -> str:
+    """``"Conv+Relu"`` for a scope of at most two op types, else ``"12 ops"``."""
+    kinds = list(dict.fromkeys(layer.op for layer in layers))
+    return "+".join(kinds) if len(kinds) <= 2 else f"{len(layers)} ops"
 
 
 SORTERS: dict[SortKey, Callable[[Row], object] | None] = {
@@ -234,11 +240,6 @@ def excluded_by_reason(report: Report) -> tuple[tuple[str, tuple[str, ...]], ...
     for item in report.excluded:
         groups.setdefault(item.reason, []).append(item.name)
     return tuple((reason, tuple(names)) for reason, names in groups.items())
-
-
-def uncounted_rows(report: Report) -> tuple[Layer, ...]:
-    """Rows without a MAC figure for a reason other than a missing formula (unknown shapes)."""
-    return report.unknown_rows
 
 
 @dataclass(frozen=True)

@@ -256,10 +256,11 @@ class OnnxBackend:
         model = converted.native
         external = bool(getattr(converted, "external_data", False)) or too_big(model)
         if external:
-            copy = onnx.ModelProto()
-            copy.CopyFrom(model)  # saving as external data empties raw_data of the proto it is given
-            onnx.save_model(copy, path, save_as_external_data=True, all_tensors_to_one_file=True,
+            # Saving as external data empties the proto's raw_data; reading it back restores the model in
+            # memory without holding a second copy of every weight (models over 2 GB).
+            onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=os.path.basename(path) + ".data", size_threshold=1024)
+            g.load_missing_external_data(model, path)
         else:
             onnx.save_model(model, path)
         try:

@@ -5,6 +5,10 @@ deep-copies the loaded module and puts a :class:`~sepconv_cli.rewriters.torch_mo
 each planned conv's qualified name (a folded BatchNorm becomes ``nn.Identity``). ``PT2_BACKEND`` serves
 ``.pt2`` sources by rewriting the exported graph (see ``torch_pt2``). Both compute the factors here, in
 float64 (``decompose``), and cast them to the model dtype. torch is imported only by this backend.
+
+TorchScript sources are refused (``rewriters.REFUSED``): a scripted graph has no module tree to swap
+and no supported graph-rewrite API; the message names the supported route (export the model with
+``torch.onnx.export`` or ``torch.export`` and convert that file).
 """
 
 from __future__ import annotations
