@@ -135,16 +135,20 @@ def run_target(fmt: str, native: Any, path: Optional[str]) -> Any:
     return path if fmt == "onnx" and path else native
 
 
-def _inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
-    """Verification inputs and a description of where they came from."""
+def verification_inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
+    """Verification inputs (``--inputs`` file or seeded random ones) and where they came from."""
     if request.inputs_path:
         return verify_mod.load_inputs(request.inputs_path, report.model.inputs), request.inputs_path
-    return verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})"
+    try:
+        return verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})"
+    except SepconvError as exc:
+        raise type(exc)(f"{report.model.path}: {exc}") from None
 
 
-def _verify(request: ConvertRequest, backend: Backend, before: Any, after: Any, report: Report) -> tuple:
-    """Verification (and latency when asked) of ``after`` against ``before``."""
-    inputs, source = _inputs(request, report)
+def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: tuple[dict, str]) -> tuple:
+    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed`` = (inputs, source)."""
+    before, after = models
+    inputs, source = feed
     make = getattr(backend, "runner", None)
     run_before = make(before) if make else (lambda x: backend.run(before, x))
     run_after = make(after) if make else (lambda x: backend.run(after, x))
@@ -213,6 +217,7 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     """Rewrite, save, verify, re-analyse and publish into ``tmpdir`` then beside the output."""
     loaded, backend, options, fmt = ctx
     output = request.output
+    feed = verification_inputs(request, loaded.report) if request.verify else None  # fail before any work
     converted = clock.run("rewrite", _rewrite, backend, loaded, result.plan, options, clock.events)
     if request.after_rewrite is not None:
         converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
@@ -222,8 +227,8 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     clock.run("save", backend.save, converted, staged, shapes)
     if request.verify:
         before = run_target(fmt, loaded.native, loaded.report.model.path)
-        result.verification, result.latency = clock.run(
-            "verify", _verify, request, backend, before, run_target(fmt, converted.native, staged), loaded.report)
+        models = (before, run_target(fmt, converted.native, staged))
+        result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed)
     after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
     result.after = after
     inputs = manifest_mod.ManifestInputs(

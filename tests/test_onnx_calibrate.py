@@ -8,12 +8,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from sepconv_cli import conversion
+from sepconv_cli.calib_hook import DRIVERS, REFUSED, CalibrationHook, driver_for
 from sepconv_cli.calib_loop import replan
 from sepconv_cli.calibrate import TOO_FEW_ROWS, CalibOptions
-from sepconv_cli.errors import InputError
+from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import load
 from sepconv_cli.planner import PlanOptions, make_plan
-from sepconv_cli.rewriters import ConvertOptions, backend_for
+from sepconv_cli.rewriters import BACKENDS, ConvertOptions, backend_for
 from sepconv_cli.rewriters.onnx_calibrate import calibrate_onnx
 
 
@@ -169,3 +171,41 @@ def test_static_batch_dim_is_fed_one_batch_at_a_time(tmp_path):
     assert all(rec.holdout_error_after <= rec.holdout_error_before for rec in result.report.layers)
     with pytest.raises(InputError, match="batch dim is fixed at 1"):
         calibrate_onnx(loaded.native, conv.native, conv.plan, {"x": _inputs(0)}, CalibOptions())
+
+
+def test_convert_pipeline_with_calibration_hook_writes_the_calibrated_model(tmp_path):
+    source = str(tmp_path / "model.onnx")
+    onnx.save(_two_conv_model(np.random.default_rng(7)), source)
+    calib = str(tmp_path / "calib.npz")
+    np.savez(calib, images=_inputs(20))
+    hook = CalibrationHook(calib, CalibOptions(samples=16))
+    out = str(tmp_path / "out.onnx")
+    result = conversion.convert(conversion.ConvertRequest(source=source, output=out, plan=PlanOptions(rank=1),
+                                                          after_rewrite=hook))
+    assert hook.report is not None and hook.report.samples_fit + hook.report.samples_holdout == 16
+    assert "calibrate" in result.timings and result.written
+    written = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    expected = {t.name: numpy_helper.to_array(t) for t in hook.result.model.graph.initializer}
+    np.testing.assert_array_equal(written["conv2/pointwise.weight"], expected["conv2/pointwise.weight"])
+    conv2 = next(p for p in result.plan.layers if p.name == "conv2")
+    assert conv2.pointwise_bias == (not hook.report.layers[1].fell_back)
+    assert conv2.params_after == 8 * 9 + 8 * 4 + (8 if conv2.pointwise_bias else 0)
+
+
+def test_bad_calibration_inputs_leave_no_output_behind(tmp_path):
+    source = str(tmp_path / "model.onnx")
+    onnx.save(_two_conv_model(np.random.default_rng(8)), source)
+    calib = str(tmp_path / "calib.npz")
+    np.savez(calib, x=np.full((4, 3, 8, 8), np.nan, np.float32))
+    out = tmp_path / "out.onnx"
+    request = conversion.ConvertRequest(source=source, output=str(out), plan=PlanOptions(rank=1),
+                                        after_rewrite=CalibrationHook(calib))
+    with pytest.raises(InputError, match="contains NaN or Inf"):
+        conversion.convert(request)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "model.onnx"]
+
+
+def test_every_convertible_format_has_a_calibration_route_or_a_reason():
+    assert set(BACKENDS) <= set(DRIVERS) | set(REFUSED)
+    with pytest.raises(UsageError, match="not supported"):
+        driver_for("pt2")
