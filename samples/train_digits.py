@@ -1,6 +1,6 @@
 """Train the digits VGG (conv -> BatchNorm -> ReLU) on scikit-learn's bundled digits and export it.
 
-Usage: ``python samples/train_digits.py [--epochs 4] [--out samples]`` (CPU, about a minute or two on 2 cores).
+Usage: ``python samples/train_digits.py [--epochs 4] [--out samples]`` (CPU, about a minute on 2 idle cores).
 
 Data: ``sklearn.datasets.load_digits`` (1,797 8x8 images, 17 grey levels, nothing downloaded), scaled to
 [0, 1], upscaled to 32x32 by 4x4 nearest-neighbour repetition, replicated to 3 channels; a fixed stratified
@@ -57,13 +57,17 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def train(data: dict[str, np.ndarray], epochs: int) -> nn.Module:
-    """Adam, batch 32, cross-entropy; seeded init and data order."""
+    """Adam with a one-cycle schedule, batch 32, cross-entropy; seeded init and data order.
+
+    Channels-last tensors roughly halve the CPU time of these convs; the model is returned contiguous.
+    """
     torch.manual_seed(SEED)
-    model = build(batchnorm=True)
+    model = build(batchnorm=True).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, epochs=epochs,
                                                    steps_per_epoch=(len(data["x_train"]) + 31) // 32)
-    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    x = torch.from_numpy(data["x_train"]).to(memory_format=torch.channels_last)
+    y = torch.from_numpy(data["y_train"])
     order = torch.Generator().manual_seed(SEED)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
@@ -78,7 +82,7 @@ def train(data: dict[str, np.ndarray], epochs: int) -> nn.Module:
         test = accuracy(model, data["x_test"], data["y_test"])
         print(f"epoch {epoch + 1}/{epochs}: last loss {loss.item():.4f}, test accuracy {test:.4f} "
               f"({time.perf_counter() - start:.1f} s)")
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def export_onnx(model: nn.Module, path: str) -> None:

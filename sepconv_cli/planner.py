@@ -185,7 +185,7 @@ def find_candidates(report: Report, handle: ModelHandle | None, options: Candida
     if not 0.0 <= options.energy <= 1.0:
         raise UsageError(f"--energy must be within [0, 1], got {options.energy}")
     assessed = [_assess(layer, handle, options) for layer in report.layers if layer.conv is not None]
-    candidates = sorted((a.candidate for a in assessed if a.candidate is not None), key=_SORT_KEYS[options.rank_by])
+    candidates = sorted((a.candidate for a in assessed if a.candidate is not None), key=_SORT_KEYS[RankBy(options.rank_by)])
     excluded = tuple(a.excluded for a in assessed if a.excluded is not None)
     return report.with_candidates(tuple(candidates), excluded, options.energy)
 

@@ -166,6 +166,8 @@ def test_rank_by_orders():
     assert order[RankBy.MACS] == ["big_map", "wide", "exact"]
     assert order[RankBy.PARAMS] == ["wide", "big_map", "exact"]
     assert order[RankBy.ENERGY][0] == "exact"
+    by_text = find_candidates(report, handle, CandidateOptions(rank_by="params")).candidates
+    assert [c.name for c in by_text] == order[RankBy.PARAMS]
 
 
 def test_every_choice_enum_is_mapped():
