@@ -2,7 +2,7 @@
 
 1. The same loaded module (ResNet-50 at 224x224, a 3-D UNet at 64^3) counted by sepconv's engine,
    fvcore's FlopCountAnalysis and torch's FlopCounterMode: MACs and seconds, with ratios.
-2. Peak RSS (bytes, from ``getrusage`` in a fresh subprocess each) of analysing a >=1B-parameter model
+2. Peak RSS (bytes, VmHWM of a fresh subprocess each) of analysing a >=1B-parameter model
    built on the meta device vs on the CPU.
 
 Run: ``python benchmarks/analyze_torch.py``.
@@ -94,7 +94,16 @@ def measure_rss(device: str) -> None:
     report = load(f"{os.path.abspath(__file__)}:big_model",
                   LoadOptions(device=device, input_shapes=((None, (1, BIG_WIDTH)),))).report
     seconds = time.perf_counter() - start
-    print(report.params, report.macs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, seconds)
+    print(report.params, report.macs, _peak_rss(), seconds)
+
+
+def _peak_rss() -> int:
+    """Peak RSS in bytes of this process image (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def compare_rss() -> None:
@@ -114,5 +123,5 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--rss":
         measure_rss(sys.argv[2])
     else:
-        compare_engines()
         compare_rss()
+        compare_engines()

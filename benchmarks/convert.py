@@ -7,7 +7,8 @@
    the time is split into load / plan (spectra) / SVD (factors) / rewrite (graph) / save (write + full
    checker + strict shape inference) / analyse (re-read) / verify (onnxruntime, both models).
 2. The seed VGG (``samples/vgg_cifar.onnx`` if present, else built) converted at T=1 without BN folding:
-   median onnxruntime latency before/after (interleaved runs) next to the MACs ratio.
+   median onnxruntime latency before/after (interleaved runs) next to the MACs ratio, with onnxruntime's
+   thread pool sized to the usable cores and with one thread (steadier when other processes share them).
 
 Run: ``python benchmarks/convert.py``.
 """
@@ -23,8 +24,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sepconv_cli import conversion, decompose
+from sepconv_cli import conversion, decompose, verify
 from sepconv_cli.planner import PlanOptions
+from sepconv_cli.rewriters.onnx_rewriter import BACKEND
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED_VGG = os.path.join(HERE, "..", "samples", "vgg_cifar.onnx")
@@ -148,14 +150,18 @@ def bench_vgg(folder: str) -> None:
 
         source = os.path.join(folder, "vgg.onnx")
         onnx.save(vgg_cifar(), source)
-    request = conversion.ConvertRequest(source=source, output=os.path.join(folder, "vgg.sep.onnx"),
-                                        plan=PlanOptions(rank=1, fold_bn=False), benchmark=True)
+    out = os.path.join(folder, "vgg.sep.onnx")
+    request = conversion.ConvertRequest(source=source, output=out, plan=PlanOptions(rank=1, fold_bn=False))
     result = conversion.convert(request)
-    lat = result.latency
     print(f"seed VGG ({os.path.relpath(source)}) at T=1: params {result.before.params:,} -> {result.after.params:,}, "
           f"MACs {result.before.macs / result.after.macs:.2f}x fewer")
-    print(f"  onnxruntime CPU latency (median of {lat.runs}, interleaved): {lat.before_ms:.3f} ms -> "
-          f"{lat.after_ms:.3f} ms, {lat.ratio:.2f}x")
+    inputs, _ = conversion.verification_inputs(request, result.before)
+    for threads in (None, 1):
+        before, after = BACKEND.runner(source, threads), BACKEND.runner(out, threads)
+        lat = verify.benchmark(lambda: before(inputs), lambda: after(inputs), runs=50, warmup=5)
+        label = "all usable cores" if threads is None else f"{threads} thread"
+        print(f"  onnxruntime CPU latency, {label} (median of {lat.runs}, interleaved): {lat.before_ms:.3f} ms -> "
+              f"{lat.after_ms:.3f} ms, {lat.ratio:.2f}x")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 from sepconv_cli import manifest as manifest_mod
 from sepconv_cli import planner
 from sepconv_cli import verify as verify_mod
-from sepconv_cli.errors import OutputError, PlanError, SepconvError
+from sepconv_cli.errors import OutputError, PlanError, SepconvError, UsageError
 from sepconv_cli.loaders import LoadedModel, LoadOptions, detect_format, loader_for
 from sepconv_cli.records import Plan, Report
 from sepconv_cli.rewriters import Backend, Converted, ConvertOptions, backend_for
@@ -94,9 +94,18 @@ def check_output(source: str, output: Optional[str], force: bool) -> None:
         raise OutputError(f"{output}: already exists (use --force to replace it)")
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
-        raise OutputError(f"{output}: folder {folder} does not exist")
+        raise OutputError(f"{output}: {folder} is not an existing folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{output}: folder {folder} is not writable")
+
+
+def check_suffix(backend: Backend, output: str) -> None:
+    """UsageError when the backend cannot write the format ``output``'s suffix asks for (backends that
+    declare ``suffixes``)."""
+    suffixes = getattr(backend, "suffixes", None)
+    if suffixes and not output.lower().endswith(tuple(suffixes)):
+        raise UsageError(f"{output}: this model converts to {', '.join(suffixes)} files; choose an output "
+                         f"name ending so")
 
 
 class _Clock:
@@ -197,6 +206,8 @@ def convert(request: ConvertRequest, events: Optional[Events] = None) -> Convers
     fmt = detect_format(request.source, request.load)
     loaded = clock.run("load", loader_for(fmt), request.source, request.load)
     backend = backend_for(fmt) if not request.dry_run else None
+    if backend is not None:
+        check_suffix(backend, request.output)
     report, plan = clock.run("plan", make_plan, loaded.report, loaded, request.plan)
     events.planned(plan)
     result = ConversionResult(before=report, plan=plan, timings=timings)

@@ -222,3 +222,9 @@ def test_sample_vgg_rank1_has_174821_params(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["after"]["params"] == 174_821
     assert load(str(out)).report.params == 174_821
+
+
+def test_onnx_source_needs_onnx_output(vgg, tmp_path):
+    result = _run(vgg, "-o", str(tmp_path / "o.pt"), "--rank", "1")
+    assert result.exit_code == 2 and "converts to .onnx files" in result.stderr
+    assert _files(tmp_path) == set()

@@ -33,11 +33,18 @@ class Engine(str, Enum):
 
 
 def _sepconv_engine(model, inputs, kw_inputs, scripted) -> Trace:
-    return trace_module(model, inputs, kw_inputs, scripted)
+    """Shapes only: meta tensors as they are, real weights under a FakeTensorMode; a forward that needs
+    values (data-dependent control flow) is run for real."""
+    if any(t.is_meta for t in inputs) or scripted:
+        return trace_module(model, inputs, kw_inputs, scripted)
+    try:
+        return trace_module(model, inputs, kw_inputs, scripted, fake=True)
+    except ForwardError:
+        return trace_module(model, inputs, kw_inputs, scripted)
 
 
 def _fvcore_engine(model, inputs, kw_inputs, scripted) -> Trace:
-    base = trace_module(model, inputs, kw_inputs, scripted)
+    base = _sepconv_engine(model, inputs, kw_inputs, scripted)
     if kw_inputs:
         raise InputError("engine fvcore takes positional inputs only; pass unnamed --input-shape")
     return fvcore_trace(model, inputs, base)

@@ -10,13 +10,14 @@ to the module owning their first parameter argument.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_leaves, tree_map_only
 from torch.utils.weak import WeakIdKeyDictionary
 
 from sepconv_cli.loaders import torch_ops
@@ -136,16 +137,20 @@ class Tracer:
             self.trace.modules[frame.name] = ModuleCall(frame.name, frame.type_name, frame.shapes,
                                                         shapes_of(out), module_conv_spec(module))
 
-    def run(self, inputs: tuple, kw_inputs: dict) -> Trace:
-        """Call the model once; raise ``ForwardError`` naming the innermost failing module."""
+    def run(self, inputs: tuple, kw_inputs: dict, fake: bool = False) -> Trace:
+        """Call the model once (under a ``FakeTensorMode`` when ``fake``: shapes only, no arithmetic);
+        raise ``ForwardError`` naming the innermost failing module."""
         handles = []
         if not self.scripted:
             for module in self.model.modules():
                 handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
                 handles.append(module.register_forward_hook(self._post, with_kwargs=True))
         try:
-            with torch.no_grad(), _Recorder(self):
-                out = self.model(*inputs, **kw_inputs)
+            with torch.no_grad(), _fake_mode(fake) as mode:
+                if mode is not None:
+                    inputs, kw_inputs = tree_map_only(torch.Tensor, mode.from_tensor, (inputs, kw_inputs))
+                with _Recorder(self):
+                    out = self.model(*inputs, **kw_inputs)
         except Exception as exc:  # noqa: BLE001 - any forward failure becomes a located ForwardError
             frame = self.stack[-1] if self.stack else _Frame("", type(self.model).__name__,
                                                              shapes_of((inputs, kw_inputs)))
@@ -165,6 +170,17 @@ class Tracer:
                 self.trace.events[index].bn_follows = scope
 
 
+@contextlib.contextmanager
+def _fake_mode(fake: bool):
+    if not fake:
+        yield None
+        return
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        yield mode
+
+
 def _first(out: Any) -> Any:
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -179,6 +195,6 @@ def _eval_bn(name: str, args: tuple) -> bool:
 
 
 def trace_module(model: torch.nn.Module, inputs: tuple, kw_inputs: dict | None = None,
-                 scripted: bool = False) -> Trace:
+                 scripted: bool = False, fake: bool = False) -> Trace:
     """Trace ``model`` (eval mode, no grad) on ``inputs``; see ``Tracer``."""
-    return Tracer(model, scripted).run(inputs, kw_inputs or {})
+    return Tracer(model, scripted).run(inputs, kw_inputs or {}, fake)

@@ -155,7 +155,7 @@ ZERO_MAC_OPS = frozenset(BATCHNORM_OPS | {
     "upsample_nearest3d", "upsample_bilinear2d", "upsample_trilinear3d", "upsample_linear1d",
     "_upsample_nearest_exact2d", "pixel_shuffle", "pixel_unshuffle", "embedding", "argmax", "argmin",
     "topk", "sort", "masked_fill", "masked_fill_", "where", "tril", "triu", "scalar_tensor", "_assert_async",
-    "sym_size", "sym_numel", "sym_stride", "item", "_local_scalar_dense", "set_", "resize_", "linspace",
+    "device", "layout", "dim", "sym_size", "sym_numel", "sym_stride", "item", "_local_scalar_dense", "set_", "resize_", "linspace",
     "glu", "logsumexp", "norm", "linalg_vector_norm", "cumsum", "index", "index_put", "index_put_",
     "scatter", "scatter_add", "bernoulli_", "uniform_", "normal_", "random_", "kaiming_uniform_",
     "_log_softmax_backward_data", "silu", "silu_", "gelu", "gelu_", "hardswish", "hardswish_",

@@ -169,6 +169,14 @@ def _splice(model: onnx.ModelProto, done: dict[int, _Replacement]) -> list[str]:
     return folded
 
 
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -185,6 +193,8 @@ def _check_collisions(graph: onnx.GraphProto, reps: dict[int, _Replacement]) -> 
 
 class OnnxBackend:
     """Rewrite, run and save ONNX models (see the module docstring for the naming contract)."""
+
+    suffixes = (".onnx",)
 
     def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions,
                 progress: Progress = None) -> OnnxConverted:
@@ -220,12 +230,16 @@ class OnnxBackend:
         _check_constant(model.graph, node, name)
         return index
 
-    def runner(self, model: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-        """A reusable callable running ``model`` (ModelProto or path) in onnxruntime on the CPU."""
+    def runner(self, model: Any, threads: Optional[int] = None) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        """A reusable callable running ``model`` (ModelProto or path) in onnxruntime on the CPU
+        (``threads``: intra-op threads; None = the cores this process may use)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # onnxruntime sizes its pool by the host's cores, not this process's CPU set; oversubscribed
+        # spinning threads distort both verification time and latency figures.
+        opts.intra_op_num_threads = threads or _usable_cores()
         label = model if isinstance(model, (str, os.PathLike)) else "the converted model"
         with tempfile.TemporaryDirectory(prefix="sepconv-run-") as tmp:
             source = session_source(model, tmp)
