@@ -81,7 +81,7 @@ def train(data: dict[str, np.ndarray], epochs: int) -> nn.Module:
             schedule.step()
         test = accuracy(model, data["x_test"], data["y_test"])
         print(f"epoch {epoch + 1}/{epochs}: last loss {loss.item():.4f}, test accuracy {test:.4f} "
-              f"({time.perf_counter() - start:.1f} s)")
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
     return model.to(memory_format=torch.contiguous_format).eval()
 
 

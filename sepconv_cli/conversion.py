@@ -63,7 +63,8 @@ class ConvertRequest:
 
 @dataclass
 class ConversionResult:
-    """What happened: plan (as realised), reports before/after, verification, latency, stage timings."""
+    """What happened: plan (as realised), reports before/after, verification, latency, stage timings, and
+    ``calibration`` (the hook's ``report`` attribute, a ``CalibrationReport``, when a hook ran)."""
 
     before: Report
     plan: Plan
@@ -75,6 +76,7 @@ class ConversionResult:
     manifest: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    calibration: Any = None
 
     @property
     def written(self) -> bool:
@@ -232,6 +234,7 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     converted = clock.run("rewrite", _rewrite, backend, loaded, result.plan, options, clock.events)
     if request.after_rewrite is not None:
         converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
+        result.calibration = getattr(request.after_rewrite, "report", None)
     result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
     staged = os.path.join(tmpdir, os.path.basename(output))
     shapes = dict(request.load.input_shapes) or None
@@ -246,7 +249,8 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
         before=result.before, plan=result.plan, output_path=output,
         output_format=after.model.format if after else os.path.splitext(output)[1].lstrip("."),
         options=_options_record(request, options), after=after,
-        verification=_verification_record(result.verification))
+        verification=_verification_record(result.verification),
+        calibration=asdict(result.calibration) if result.calibration is not None else None)
     staged_manifest = manifest_mod.manifest_path(staged)
     with open(staged_manifest, "w", encoding="utf-8") as fh:
         fh.write(manifest_mod.dumps(inputs))

@@ -47,6 +47,7 @@ class ManifestInputs:
     options: dict
     after: Optional[Report] = None
     verification: Optional[dict] = None
+    calibration: Optional[dict] = None
 
 
 def _geometry(spec: ConvSpec) -> dict:
@@ -67,7 +68,9 @@ def _layer(planned: PlannedLayer, before: Report, depthwise_bias: bool) -> dict:
     if spec is None:
         return entry
     mid = spec.in_channels * planned.rank
-    pointwise_bias = spec.has_bias or planned.bn_folded is not None
+    pointwise_bias = planned.pointwise_bias
+    if pointwise_bias is None:
+        pointwise_bias = spec.has_bias or planned.bn_folded is not None
     entry.update({
         "original": _geometry(spec),
         "depthwise": {"op": row.op, "in_channels": spec.in_channels, "out_channels": mid,
@@ -103,6 +106,7 @@ def build(inputs: ManifestInputs) -> dict:
         "params_saved": plan.params_saved,
         "macs_saved": plan.macs_saved,
         "verification": inputs.verification,
+        "calibration": inputs.calibration,
         "rebuild": ("replace each conv in 'layers' by 'depthwise' then 'pointwise' (same stride, padding, "
                     "dilation on the depthwise conv), drop the BatchNorm named in 'bn_folded', then load "
                     "the converted weights"),

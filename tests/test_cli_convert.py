@@ -228,3 +228,18 @@ def test_onnx_source_needs_onnx_output(vgg, tmp_path):
     result = _run(vgg, "-o", str(tmp_path / "o.pt"), "--rank", "1")
     assert result.exit_code == 2 and "converts to .onnx files" in result.stderr
     assert _files(tmp_path) == set()
+
+
+def test_calibration_flags(tmp_path):
+    source = tmp_path / "c.onnx"
+    onnx.save(conv_model(ConvCase(cin=4, cout=8, spatial=(6, 6), bn=True)), str(source))
+    out = tmp_path / "c.sep.onnx"
+    assert _run(str(source), "-o", str(out), "--max-output-error", "0.1").exit_code == 2
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((32, 4, 6, 6)).astype(np.float32))
+    result = _run(str(source), "-o", str(out), "--rank", "1", "--calibrate", str(calib), "--calib-samples", "16",
+                  "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["calibration"]["samples_fit"] + data["calibration"]["samples_holdout"] == 16
+    assert load_manifest(str(out) + ".manifest.json")["calibration"]["layers"][0]["name"] == "conv"

@@ -157,3 +157,21 @@ def test_fvcore_engine_on_meta_model_materialises():
 
 def test_engine_mapping_is_exhaustive():
     assert set(ENGINES) == set(Engine)
+
+
+class ComputedKernel(torch.nn.Module):
+    """A conv whose kernel is computed at run time (weight standardisation): not a constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight - self.weight.mean(), stride=2)
+
+
+def test_computed_kernel_is_counted_but_not_constant():
+    loaded = analyze(ComputedKernel(), (1, 3, 9, 9))
+    row = loaded.report.layer("convolution_0")
+    assert row.macs == 4 * 4 * 4 * 3 * 9 and row.conv.stride == (2, 2)
+    assert not row.weight_constant and loaded.handle.conv_weights("convolution_0") is None

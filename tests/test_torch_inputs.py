@@ -72,6 +72,9 @@ def test_pt2_hierarchy_bn_and_new_shapes(tmp_path):
     torch.export.save(program, path)
     loaded = load(path, opts())
     assert loaded.report.layer("conv").bn_follows == "bn"
+    params = 8 * 3 * 9 + 16 + 8 * 2 + 2
+    assert loaded.report.params == params
+    assert dict(loaded.report.extra)["params_bn_folded"] == params - 16 + 8  # gamma, beta out; bias in
     w = loaded.handle.conv_weights("conv")
     np.testing.assert_array_equal(w.weight, model.conv.weight.detach().numpy())
     np.testing.assert_array_equal(w.bn.var, model.bn.running_var.numpy())

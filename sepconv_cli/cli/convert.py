@@ -66,6 +66,20 @@ def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional
     return {"rank": int(rank)}
 
 
+def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optional[float], seed: int):
+    """The pipeline's calibration step for ``--calibrate`` (None without it)."""
+    if path is None:
+        if max_output_error is not None:
+            raise UsageError("--max-output-error needs --calibrate")
+        return None
+    if samples < 1:
+        raise UsageError(f"--calib-samples must be at least 1, got {samples}")
+    from sepconv_cli.calib_hook import CalibrationHook
+    from sepconv_cli.calibrate import CalibOptions
+
+    return CalibrationHook(path, CalibOptions(samples=samples, max_output_error=max_output_error, seed=seed))
+
+
 class _Progress(Events):
     """Rich progress bar on stderr over the planned layers (only on a terminal, only for long plans)."""
 
@@ -123,6 +137,11 @@ def convert(
     arch: Optional[str] = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling (runs code)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random inputs and --init random."),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Unlabeled inputs (.npz or folder of .npy) "
+                                            "to refit the pointwise weights on."),
+    calib_samples: int = typer.Option(256, "--calib-samples", help="Most calibration inputs used."),
+    max_output_error: Optional[float] = typer.Option(None, "--max-output-error", help="With --calibrate: per "
+                                                     "layer smallest T whose calibrated output error is <= E."),
 ) -> None:
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
@@ -133,8 +152,10 @@ def convert(
                        **parse_rank(rank, energy, max_error))
     load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
                        trust_pickle=trust_pickle, device="cpu")
+    hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed)
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
-                             verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed)
+                             verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
+                             after_rewrite=hook)
     progress = _Progress()
     try:
         result = run_pipeline(request, events=progress)

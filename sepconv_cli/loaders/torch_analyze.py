@@ -3,14 +3,12 @@
 Input shapes come from ``--input-shape`` (positional, or by ``forward`` parameter name) or from a
 ``example_input_shapes`` attribute on the module (a tuple of shapes). Symbolic dims are read as 1.
 When the model carries an eval-mode BatchNorm right after a conv, ``Report.extra`` also gives
-``params_bn_folded``: the params after folding each such BN into its conv, as ONNX exporters do
-(gamma and beta disappear, the conv gains a bias when it had none).
+``params_bn_folded`` (see ``torch_rows.with_bn_folded``).
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
 from enum import Enum
 from typing import Callable, Optional
 
@@ -21,7 +19,7 @@ from sepconv_cli.loaders.base import LoadedModel, LoadOptions
 from sepconv_cli.loaders.torch_count import ForwardError, trace_module
 from sepconv_cli.loaders.torch_fvcore import fvcore_trace
 from sepconv_cli.loaders.torch_handle import ModuleHandle
-from sepconv_cli.loaders.torch_rows import Trace, build_report
+from sepconv_cli.loaders.torch_rows import Trace, build_report, with_bn_folded
 from sepconv_cli.records import ModelInfo, Report, TensorInfo, format_shape
 
 
@@ -134,15 +132,9 @@ def _trace(model, info, options, rebuild, scripted):
     return model, trace, [note] + warnings
 
 
-def _bn_folded(report: Report, model: torch.nn.Module) -> Optional[int]:
-    modules = dict(model.named_modules())
-    saved = 0
-    for layer in report.layers:
-        bn = modules.get(layer.bn_follows or "")
-        if layer.conv is None or bn is None or not getattr(bn, "affine", False):
-            continue
-        saved += 2 * bn.num_features - (0 if layer.conv.has_bias else layer.conv.out_channels)
-    return report.params - saved if saved else None
+def _affine(model: torch.nn.Module) -> dict[str, int]:
+    return {name: 2 * m.num_features for name, m in model.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine}
 
 
 def weight_bytes(tensors) -> tuple[tuple[str, int], ...]:
@@ -164,9 +156,6 @@ def analyze_module(model: torch.nn.Module, info: ModelInfo, options: LoadOptions
         options.input_shapes or [(None, s) for s in getattr(model, "example_input_shapes", ())]))
     tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}.values()
     model_info = ModelInfo(info.path, info.format, info.file_size, inputs)
-    report = build_report(trace, model_info, weight_bytes=weight_bytes(tensors))
-    folded = _bn_folded(report, model)
-    if folded is not None:
-        report = replace(report, extra=report.extra + (("params_bn_folded", folded),))
-    sources = {e.row: (e.param_names + (None, None))[:2] for e in trace.events if e.conv is not None}
+    report = with_bn_folded(build_report(trace, model_info, weight_bytes=weight_bytes(tensors)), _affine(model))
+    sources = {e.row: e.weights for e in trace.events if e.conv is not None}
     return LoadedModel(report=report, handle=ModuleHandle(model, report, sources), native=model)

@@ -92,6 +92,9 @@ class Tracer:
             self.param_names[b] = name
             self.trace.buffers[name] = b.numel()
 
+    def _param_name(self, tensor: Any) -> Optional[str]:
+        return self.param_names.get(tensor) if isinstance(tensor, torch.Tensor) else None
+
     def _scope(self, params: tuple[str, ...]) -> str:
         if self.scripted:
             return params[0].rpartition(".")[0] if params else ""
@@ -108,6 +111,7 @@ class Tracer:
             event = OpEvent(name, scope, macs, known, shapes_of(leaves), shapes_of(out), conv, params)
             self.trace.events.append(event)
             if conv is not None:
+                event.weights = tuple(self._param_name(args[i] if len(args) > i else None) for i in (1, 2))
                 self.conv_out[_first(out)] = len(self.trace.events) - 1
         elif known and params and isinstance(out, torch.Tensor):
             self.param_names[out] = params[0]  # a view of a weight (t(), view) stays that weight
@@ -115,6 +119,8 @@ class Tracer:
             self._scripted_call(scope, leaves, out)
 
     def _dataflow(self, name: str, args: tuple, leaves: list, scope: str) -> None:
+        if name in torch_ops.METADATA_OPS:
+            return
         for t in leaves:
             index = self.conv_out.get(t)
             if index is not None:
@@ -133,7 +139,8 @@ class Tracer:
 
     def _post(self, module, args, kwargs, out):
         frame = self.stack.pop()
-        if not any(True for _ in module.children()) and frame.name not in self.trace.modules:
+        leaf = frame.name and not any(True for _ in module.children())  # a bare root gets functional rows
+        if leaf and frame.name not in self.trace.modules:
             self.trace.modules[frame.name] = ModuleCall(frame.name, frame.type_name, frame.shapes,
                                                         shapes_of(out), module_conv_spec(module))
 

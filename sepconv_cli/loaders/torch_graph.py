@@ -181,5 +181,6 @@ def _conv_sources(trace: Trace, conv_nodes: dict[int, Node], names: dict[str, st
             trace.events[index].bn_follows = _scope(bn)[0] or bn.name
             eps = bn.args[7] if torch_ops.op_name(bn.target) == "batch_norm" else bn.args[6]
             bn_info = (trace.events[index].bn_follows, tuple(fqn(a) for a in bn.args[1:5]), float(eps))
+        trace.events[index].weights = (fqn(node.args[1]), fqn(bias))
         sources[index] = (fqn(node.args[1]), fqn(bias), bn_info)
     return sources

@@ -17,10 +17,10 @@ import torch
 from sepconv_cli.errors import InputError
 from sepconv_cli.loaders import entrypoint
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
-from sepconv_cli.loaders.torch_analyze import analyze_module, first_line
+from sepconv_cli.loaders.torch_analyze import analyze_module, first_line, weight_bytes
 from sepconv_cli.loaders.torch_graph import propagate_shapes, trace_graph
 from sepconv_cli.loaders.torch_handle import GraphHandle
-from sepconv_cli.loaders.torch_rows import build_report
+from sepconv_cli.loaders.torch_rows import build_report, with_bn_folded
 from sepconv_cli.records import ModelInfo, TensorInfo, is_static
 
 
@@ -182,6 +182,10 @@ def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     info = _info(source, "pt2")
     inputs = tuple(TensorInfo(n, tuple(int(d) for d in v.shape) if shapes is None else shapes[i])
                    for i, (n, v) in enumerate(_user_inputs(program)))
-    report = build_report(trace, ModelInfo(info.path, info.format, info.file_size, inputs))
+    report = build_report(trace, ModelInfo(info.path, info.format, info.file_size, inputs),
+                          weight_bytes=weight_bytes(program.state_dict.values()))
+    affine = {src[2][0]: sum(program.state_dict[f].numel() for f in src[2][1][:2] if f)
+              for src in conv_sources.values() if src[2] is not None}
+    report = with_bn_folded(report, affine)
     sources = {trace.events[i].row: src for i, src in conv_sources.items()}
     return LoadedModel(report=report, handle=GraphHandle(program, sources), native=program)

@@ -134,9 +134,13 @@ BATCHNORM_OPS = frozenset({
     "cudnn_batch_norm", "_batch_norm_impl_index", "_batch_norm_no_update", "_batch_norm_with_update",
 })
 
+# Ops that read a tensor's metadata only: they are not consumers in the dataflow sense.
+METADATA_OPS = frozenset({"device", "layout", "dim", "sym_size", "sym_numel", "sym_stride",
+                          "sym_storage_offset", "is_contiguous", "sym_is_contiguous"})
+
 # Zero MACs by convention (DESIGN §3): data movement, reductions, pooling, normalisation, activations
 # that ATen does not tag as pointwise. Listed by name so that anything new is reported, not hidden.
-ZERO_MAC_OPS = frozenset(BATCHNORM_OPS | {
+ZERO_MAC_OPS = frozenset(BATCHNORM_OPS | METADATA_OPS | {
     "view", "_unsafe_view", "reshape", "flatten", "unflatten", "t", "transpose", "permute", "expand",
     "expand_as", "clone", "contiguous", "detach", "alias", "lift_fresh_copy", "copy_", "copy", "_to_copy",
     "to", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
@@ -155,7 +159,7 @@ ZERO_MAC_OPS = frozenset(BATCHNORM_OPS | {
     "upsample_nearest3d", "upsample_bilinear2d", "upsample_trilinear3d", "upsample_linear1d",
     "_upsample_nearest_exact2d", "pixel_shuffle", "pixel_unshuffle", "embedding", "argmax", "argmin",
     "topk", "sort", "masked_fill", "masked_fill_", "where", "tril", "triu", "scalar_tensor", "_assert_async",
-    "device", "layout", "dim", "sym_size", "sym_numel", "sym_stride", "item", "_local_scalar_dense", "set_", "resize_", "linspace",
+    "sym_stride", "item", "_local_scalar_dense", "set_", "resize_", "linspace",
     "glu", "logsumexp", "norm", "linalg_vector_norm", "cumsum", "index", "index_put", "index_put_",
     "scatter", "scatter_add", "bernoulli_", "uniform_", "normal_", "random_", "kaiming_uniform_",
     "_log_softmax_backward_data", "silu", "silu_", "gelu", "gelu_", "hardswish", "hardswish_",

@@ -10,7 +10,7 @@ tensors are counted once; buffers (elements) are reported apart.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report, Shape, Uncounted
@@ -18,7 +18,10 @@ from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report, Shape, Uncou
 
 @dataclass
 class OpEvent:
-    """One ATen op call: its name, innermost module scope, MACs (None: formula defeated), and details."""
+    """One ATen op call: its name, innermost module scope, MACs (None: formula defeated), and details.
+
+    ``weights`` are the (weight, bias) parameter names of a conv call; a None weight means the kernel is
+    computed at run time (not a constant: not convertible)."""
 
     op: str
     scope: str
@@ -30,6 +33,7 @@ class OpEvent:
     param_names: tuple[str, ...] = ()
     bn_follows: Optional[str] = None
     row: str = ""
+    weights: tuple[Optional[str], Optional[str]] = (None, None)
 
 
 @dataclass
@@ -157,9 +161,11 @@ def build_layers(trace: Trace) -> tuple[Layer, ...]:
         outs = call.output_shapes if call else (first.output_shapes if first else ())
         conv = conv or next((e.conv for e in events if e.conv is not None), None)
         bn = next((e.bn_follows for e in events if e.bn_follows), None)
+        constant = all(e.weights[0] is not None for e in events if e.conv is not None)
         layers.append(Layer(name=name, op=op, input_shapes=ins, output_shapes=outs, params=params,
                             buffers=buffers, macs=macs if events or not note else 0, note=note,
-                            path=tuple(name.split(".")), conv=conv, bn_follows=bn))
+                            path=tuple(name.split(".")), conv=conv, weight_constant=constant,
+                            bn_follows=bn))
     return tuple(layers)
 
 
@@ -183,3 +189,16 @@ def build_report(trace: Trace, info: ModelInfo, extra: tuple[tuple[str, int], ..
     return Report(model=info, layers=layers, params=sum(trace.params.values()),
                   buffers=sum(trace.buffers.values()), weight_bytes=weight_bytes,
                   uncounted=build_uncounted(trace), warnings=tuple(trace.warnings), extra=extra)
+
+
+def with_bn_folded(report: Report, affine: dict[str, int]) -> Report:
+    """``report`` plus ``extra["params_bn_folded"]`` when a BN follows a conv: the params after folding
+    each such BN into its conv, as ONNX exporters do. ``affine`` maps a BN row name to its gamma+beta
+    elements; folding drops them and gives a bias-less conv a bias of Cout elements."""
+    saved = 0
+    for layer in report.layers:
+        if layer.conv is not None and affine.get(layer.bn_follows or ""):
+            saved += affine[layer.bn_follows] - (0 if layer.conv.has_bias else layer.conv.out_channels)
+    if not saved:
+        return report
+    return replace(report, extra=report.extra + (("params_bn_folded", report.params - saved),))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict
 from typing import Optional
 
 from sepconv_cli.conversion import ConversionResult
@@ -53,6 +54,7 @@ def result_dict(result: ConversionResult) -> dict:
         "verification": _verification(result),
         "latency": None if lat is None else {"before_ms": lat.before_ms, "after_ms": lat.after_ms,
                                              "ratio": lat.ratio, "runs": lat.runs},
+        "calibration": None if result.calibration is None else asdict(result.calibration),
         "timings_s": dict(result.timings), "notes": list(result.notes),
     }
 
@@ -103,6 +105,24 @@ def _verify_lines(result: ConversionResult) -> list[str]:
     return lines
 
 
+def _error(value: Optional[float]) -> str:
+    return "?" if value is None else f"{value:.3g}"
+
+
+def _calibration_lines(result: ConversionResult) -> list[str]:
+    cal = result.calibration
+    if cal is None:
+        return []
+    lines = [f"calibration: {cal.samples_fit} fit + {cal.samples_holdout} held-back input(s), {cal.seconds:.2f}s; "
+             f"output rel L2 error ({cal.end_to_end_on}) {_error(cal.output_error_before)} (SVD) -> "
+             f"{_error(cal.output_error_after)} (calibrated)"]
+    for layer in cal.layers:
+        kept = f" [{layer.fell_back}]" if layer.fell_back else ""
+        lines.append(f"  {layer.name}: T={layer.rank}, layer error {_error(layer.fit_error_before)} -> "
+                     f"{_error(layer.fit_error_after)}{kept}")
+    return lines
+
+
 def _latency_lines(result: ConversionResult) -> list[str]:
     lat = result.latency
     if lat is None:
@@ -123,7 +143,7 @@ def _layers_table(result: ConversionResult):
     for p in result.plan.layers:
         table.add_row(p.name, str(p.rank), _change(p.params_before, p.params_after, ratio=False),
                       _change(p.macs_before, p.macs_after), _number(p.energy), _number(p.weight_error),
-                      p.bn_folded or "")
+                      "folded" if p.bn_folded else "")
     return table
 
 
@@ -141,7 +161,8 @@ def render_table(result: ConversionResult, width: int = 100, color: bool = False
         console.print(f"left alone: {len(result.plan.skipped)} conv(s)", markup=False)
         for s in result.plan.skipped[:20]:
             console.print(f"  {s.name}: {s.reason}", markup=False)
-    for line in _verify_lines(result) + _latency_lines(result) + [f"note: {n}" for n in result.notes]:
+    lines = _calibration_lines(result) + _verify_lines(result) + _latency_lines(result)
+    for line in lines + [f"note: {n}" for n in result.notes]:
         console.print(line, markup=False)
     if result.timings:
         console.print("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), markup=False)

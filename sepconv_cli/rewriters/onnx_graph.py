@@ -1,4 +1,4 @@
-"""Small ONNX graph-editing helpers for the rewriter: layer names, attributes, tensor uses, renames.
+"""Small ONNX graph-editing functions for the rewriter: layer names, attributes, tensor uses, renames.
 
 Works on ``onnx`` protobufs directly. Layer names are the ONNX loader's (``layer_names``).
 """
