@@ -19,6 +19,7 @@ from sepconv_cli.calibrate import (
     CalibOptions, NormalEquations, Refit, batches, choose_rank, pack, refit, split_samples, unpack,
 )
 from sepconv_cli.decompose import decompose, spectrum
+from sepconv_cli.errors import InputError
 from sepconv_cli.records import CalibratedLayer, CalibrationReport, Plan, Report, is_static
 
 
@@ -141,6 +142,8 @@ def end_to_end_error(driver: Driver, indices: np.ndarray, batch_size: int) -> Op
 def run_calibration(driver: Driver, tasks: list[LayerTask], count: int, options: CalibOptions
                     ) -> tuple[CalibrationReport, dict[str, int], dict[str, float]]:
     """Refit every task in order; returns the report, the final rank and (rank search) energy per layer."""
+    if count < 1:
+        raise InputError("no calibration samples: the inputs hold none")
     start = time.perf_counter()
     split = split_samples(count, options.holdout, options.seed)
     e2e = split[1] if len(split[1]) else split[0]

@@ -55,7 +55,7 @@ class CalibOptions:
 def to_rows(activation: np.ndarray) -> np.ndarray:
     """``(N, C, *spatial)`` -> float64 ``(N * prod(spatial), C)``: one row per sample and position."""
     a = np.asarray(activation)
-    return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1]).astype(np.float64, copy=False)
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1), dtype=np.float64).reshape(-1, a.shape[1])
 
 
 class NormalEquations:
@@ -79,12 +79,18 @@ class NormalEquations:
         zr, yr = to_rows(z), to_rows(y)
         if zr.shape[0] != yr.shape[0]:
             raise ValueError(f"depthwise output has {zr.shape[0]} positions, target has {yr.shape[0]}")
-        g, d, c = self.groups, self.inputs, self.outputs
-        z1 = np.concatenate([zr.reshape(-1, g, d), np.ones((zr.shape[0], g, 1))], axis=2).transpose(1, 0, 2)
-        yg = yr.reshape(-1, g, c).transpose(1, 0, 2)
-        self.zz += z1.transpose(0, 2, 1) @ z1
-        self.zy += z1.transpose(0, 2, 1) @ yg
-        self.yy += float(np.einsum("gnc,gnc->", yg, yg))
+        d, c = self.inputs, self.outputs
+        for g in range(self.groups):
+            zg, yg = zr[:, g * d:(g + 1) * d], yr[:, g * c:(g + 1) * c]
+            zsum = zg.sum(axis=0)
+            # The ones column of [Z, 1] enters as column sums and the row count (no copy of Z).
+            self.zz[g, :d, :d] += zg.T @ zg
+            self.zz[g, :d, d] += zsum
+            self.zz[g, d, :d] += zsum
+            self.zz[g, d, d] += zr.shape[0]
+            self.zy[g, :d] += zg.T @ yg
+            self.zy[g, d] += yg.sum(axis=0)
+        self.yy += float(np.vdot(yr, yr))
         self.rows += zr.shape[0]
 
     def select(self, columns: np.ndarray) -> "NormalEquations":

@@ -17,6 +17,7 @@ from sepconv_cli.loaders import load
 from sepconv_cli.planner import PlanOptions, make_plan
 from sepconv_cli.rewriters import BACKENDS, ConvertOptions, backend_for
 from sepconv_cli.rewriters.onnx_calibrate import calibrate_onnx
+from sepconv_cli.rewriters.onnx_probe import Runner
 
 
 def _t(name, array):
@@ -169,8 +170,25 @@ def test_static_batch_dim_is_fed_one_batch_at_a_time(tmp_path):
     result = calibrate_onnx(loaded.native, conv.native, conv.plan, {"x": _inputs(10)}, CalibOptions(batch_size=4))
     assert result.report.samples_fit + result.report.samples_holdout == 10
     assert all(rec.holdout_error_after <= rec.holdout_error_before for rec in result.report.layers)
-    with pytest.raises(InputError, match="batch dim is fixed at 1"):
+    with pytest.raises(InputError, match="no calibration samples"):
         calibrate_onnx(loaded.native, conv.native, conv.plan, {"x": _inputs(0)}, CalibOptions())
+
+
+def test_runner_batches_when_it_can_and_keeps_a_fixed_batch_when_it_must():
+    x = _inputs(5, (2, 3, 3))
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv")
+    flat = helper.make_node("Reshape", ["c", "shape"], ["y"], name="flat")  # hard-codes batch 1
+    inits = [_t("w", np.ones((4, 2, 1, 1))), numpy_helper.from_array(np.array([1, 36], np.int64), "shape")]
+    graph = helper.make_graph([conv, flat], "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 36])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    expected = np.repeat(x.sum(axis=1, keepdims=True), 4, axis=1)
+    free = Runner(model, ["c"], TensorProto.FLOAT, {"x": x}, threads=1)
+    assert free.step is None
+    np.testing.assert_allclose(free.run(np.arange(5))[0], expected, rtol=1e-6)
+    fixed = Runner(model, None, TensorProto.FLOAT, {"x": x}, threads=1)
+    assert fixed.step == 1
+    np.testing.assert_allclose(fixed.run(np.array([4, 1]))[0], expected[[4, 1]].reshape(2, 36), rtol=1e-6)
 
 
 def test_convert_pipeline_with_calibration_hook_writes_the_calibrated_model(tmp_path):

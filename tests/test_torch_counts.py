@@ -75,6 +75,8 @@ def test_same_padding_subclass_depthwise_and_functional_conv():
     functional = report.layer("convolution_0")
     assert functional.conv.pads == (1, 1, 1, 1) and functional.macs == 24 * 20 * 20 * 24 * 9
     assert functional.params == 24 * 24 * 9  # the bare nn.Parameter used by F.conv2d
+    weights = analyze(EffNetBlock().eval(), (1, 16, 20, 20)).handle.conv_weights("convolution_0")
+    assert weights.weight.shape == (24, 24, 3, 3) and weights.bias is None and weights.bn is None
 
 
 def test_transformer_linear_over_sequence_attention_and_einsum():
@@ -90,7 +92,7 @@ def test_transformer_linear_over_sequence_attention_and_einsum():
 def test_attention_flash_kernel_on_cpu_counts_two_matmuls():
     torch.manual_seed(0)
     real = analyze(TransformerBlock().eval(), (2, 10, 32)).report
-    kernels = [layer for layer in real.layers if layer.op.startswith("_scaled_dot_product")]
+    kernels = [layer for layer in real.layers if layer.op == "scaled_dot_product_attention"]
     assert [layer.macs for layer in kernels] == [2 * 4 * 10 * 10 * 8 * 2]
     assert real.macs == analyze(meta(TransformerBlock), (2, 10, 32)).report.macs
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from archs import EffNetBlock, UNet3D
-from sepconv_cli.errors import InputError
+from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import load
 from sepconv_cli.loaders.base import LoadOptions
 
@@ -41,6 +41,10 @@ def test_entrypoint_file_form_on_meta_with_kwargs():
     loaded = load(f"{SEED_VGG}:build", opts())
     assert loaded.report.params == 1_186_378 and loaded.report.macs == SEED_MACS
     assert loaded.handle.conv_weights("0") is None  # meta device: no weights
+    assert any("meta device" in w for w in loaded.report.warnings)
+    on_cpu = load(f"{SEED_VGG}:build", opts(device="cpu"))
+    assert on_cpu.report.macs == SEED_MACS and on_cpu.handle.conv_weights("0").weight.shape == (64, 3, 3, 3)
+    assert not on_cpu.report.warnings
     small = load(f"{SEED_VGG}:build", opts(kwargs_json=json.dumps({"widths": [8, 16]}),
                                            input_shapes=((None, (2, 3, 32, 32)),)))
     assert small.report.layer("0").macs == 2 * 8 * 32 * 32 * 3 * 9
@@ -78,9 +82,20 @@ def test_pt2_hierarchy_bn_and_new_shapes(tmp_path):
     w = loaded.handle.conv_weights("conv")
     np.testing.assert_array_equal(w.weight, model.conv.weight.detach().numpy())
     np.testing.assert_array_equal(w.bn.var, model.bn.running_var.numpy())
+    assert any("dynamic dims" in w for w in loaded.report.warnings)
+    with pytest.raises(UsageError, match="engine fvcore"):
+        load(path, opts(engine="fvcore"))
     bigger = load(path, opts(input_shapes=((None, (4, 3, 8, 8)),)))
     assert bigger.report.layer("conv").macs == 4 * 8 * 64 * 3 * 9
     assert bigger.report.macs == 2 * loaded.report.macs
+
+
+def test_pt2_static_program_rejects_other_shapes(capfd):
+    assert load(SEED_PT2, opts(input_shapes=((None, (2, 3, 32, 32)),))).report.macs == 2 * SEED_MACS
+    with pytest.raises(InputError) as info:
+        load(SEED_PT2, opts(input_shapes=((None, (1, 3, 64, 64)),)))
+    assert "do not fit the exported program" in _one_line(info)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_torchscript_detected_by_content(tmp_path):
@@ -95,6 +110,8 @@ def test_torchscript_detected_by_content(tmp_path):
     assert loaded.report.layer("depthwise").macs == reference.layer("depthwise").macs
     np.testing.assert_array_equal(loaded.handle.conv_weights("depthwise").weight,
                                   model.depthwise.weight.detach().numpy())
+    assert loaded.report.layer("depthwise").bn_follows == "bn1"
+    assert loaded.report.layer("bn1").output_shapes == ((1, 64, 20, 20),)
 
 
 def test_state_dict_with_arch_and_key_checks(tmp_path):
@@ -197,3 +214,19 @@ def test_meta_fallback_to_cpu_is_reported(tmp_path):
     loaded = load(f"{factory}:build", opts(input_shapes=((None, (1, 3, 6, 6)),)))
     assert loaded.report.layer("conv").macs == 4 * 16 * 27
     assert any("meta" in w and "CPU" in w for w in loaded.report.warnings)
+
+
+@pytest.mark.parametrize("factory,shape", [(UNet3D, (1, 1, 8, 8, 8)), (EffNetBlock, (1, 16, 10, 10))])
+def test_pt2_rows_match_the_eager_module_rows(factory, shape, tmp_path):
+    torch.manual_seed(0)
+    model = factory().eval()
+    path = str(tmp_path / "m.pt2")
+    torch.export.save(torch.export.export(model, (torch.randn(shape),)), path)
+    graph = load(path, opts()).report
+    eager = load(f"archs:{factory.__name__}", opts(input_shapes=((None, shape),))).report
+    assert _rows(graph) == _rows(eager)
+    assert (graph.params, graph.buffers, graph.macs) == (eager.params, eager.buffers, eager.macs)
+
+
+def _rows(report) -> dict:
+    return {layer.name: (layer.op, layer.macs, layer.params, layer.bn_follows) for layer in report.layers}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
-from sepconv_cli.errors import InputError
+from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
 from sepconv_cli.loaders.torch_count import ForwardError, trace_module
 from sepconv_cli.loaders.torch_fvcore import fvcore_trace
@@ -106,7 +106,11 @@ def _meta_problem(exc: ForwardError) -> bool:
 
 def _run(model, options: LoadOptions, info: ModelInfo, scripted: bool) -> tuple[Trace, list]:
     inputs, kw_inputs, warnings = make_inputs(model, options, _device(model), info)
-    engine = ENGINES[Engine(options.engine)]
+    try:
+        engine = ENGINES[Engine(options.engine)]
+    except ValueError:
+        choices = ", ".join(e.value for e in Engine)
+        raise UsageError(f"unknown engine {options.engine!r} (choose {choices})") from None
     return engine(model, inputs, kw_inputs, scripted), warnings
 
 

@@ -11,6 +11,7 @@ to the module owning their first parameter argument.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -50,6 +51,9 @@ def module_conv_spec(module: torch.nn.Module) -> Optional[ConvSpec]:
         pads=() if text else tuple(padding) * 2, padding_text=text, transposed=module.transposed,
         has_bias=module.bias is not None, padding_mode=module.padding_mode,
     )
+
+
+_COPIES = frozenset({"clone", "contiguous", "_to_copy", "detach", "alias", "lift_fresh_copy"})
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,14 @@ class Tracer:
         self._dataflow(name, args, leaves, scope)
         if not known or macs != 0 or name in torch_ops.CONV_OPS:
             conv = conv_spec_from_op(name, args, kwargs) if name in torch_ops.CONV_OPS else None
-            event = OpEvent(name, scope, macs, known, shapes_of(leaves), shapes_of(out), conv, params)
+            event = OpEvent(torch_ops.canonical(name), scope, macs, known, shapes_of(leaves), shapes_of(out),
+                            conv, params)
             self.trace.events.append(event)
             if conv is not None:
                 event.weights = tuple(self._param_name(args[i] if len(args) > i else None) for i in (1, 2))
                 self.conv_out[_first(out)] = len(self.trace.events) - 1
-        elif known and params and isinstance(out, torch.Tensor):
-            self.param_names[out] = params[0]  # a view of a weight (t(), view) stays that weight
+        elif params and isinstance(out, torch.Tensor) and (getattr(func, "is_view", False) or name in _COPIES):
+            self.param_names[out] = params[0]  # a view or copy of a weight (t(), view) stays that weight
         if self.scripted and scope and scope not in self.trace.modules:
             self._scripted_call(scope, leaves, out)
 
@@ -131,7 +136,7 @@ class Tracer:
     def _scripted_call(self, scope: str, leaves: list, out: Any) -> None:
         module = dict(self.model.named_modules()).get(scope)
         type_name = getattr(module, "original_name", type(module).__name__)
-        self.trace.modules[scope] = ModuleCall(scope, type_name, shapes_of(leaves[:1]), shapes_of(out))
+        self.trace.modules[scope] = ModuleCall(scope, type_name, shapes_of(leaves[:1]), shapes_of(_first(out)))
 
     def _pre(self, module, args, kwargs):
         name = self.names.get(id(module), "")
@@ -178,13 +183,25 @@ class Tracer:
 
 
 @contextlib.contextmanager
+def quiet_fake_logs():
+    """Silence the fake-tensor logger: a shape error is reported once, as one line, by the caller."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _fake_mode(fake: bool):
     if not fake:
         yield None
         return
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+    with quiet_fake_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
         yield mode
 
 

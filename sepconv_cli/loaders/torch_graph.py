@@ -16,6 +16,7 @@ import torch
 from torch.fx import Node
 
 from sepconv_cli.loaders import torch_ops
+from sepconv_cli.loaders.torch_count import quiet_fake_logs
 from sepconv_cli.loaders.torch_rows import ModuleCall, OpEvent, Trace, conv_spec_from_op
 
 _BRACKET = re.compile(r"\[['\"]?([^\]'\"]+)['\"]?\]")
@@ -109,7 +110,8 @@ def propagate_shapes(ep, shapes: list[tuple[int, ...]]) -> torch.fx.GraphModule:
             example = node.meta["val"]
             with mode:
                 args.append(torch.empty(next(user), dtype=example.dtype, device=example.device))
-    FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*args)
+    with quiet_fake_logs():
+        FakeTensorProp(gm, mode).propagate_dont_convert_inputs(*args)
     return gm
 
 
@@ -148,7 +150,8 @@ def _event(node: Node, scope: str, params: dict[str, str]) -> Optional[OpEvent]:
     used = tuple(params[a.name] for a in node.all_input_nodes if a.name in params)
     conv = conv_spec_from_op(name, _hinted(args), kwargs) if name in torch_ops.CONV_OPS else None
     ins = _shapes([a for a in args if isinstance(a, torch.Tensor)])
-    return OpEvent(name, scope, macs, known, ins, _shapes(out), conv, tuple(dict.fromkeys(used)))
+    return OpEvent(torch_ops.canonical(name), scope, macs, known, ins, _shapes(out), conv,
+                   tuple(dict.fromkeys(used)))
 
 
 def _leaf_paths(nodes: list[Node]) -> set[str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from dataclasses import replace
 
 import torch
 
-from sepconv_cli.errors import InputError
+from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import entrypoint
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
 from sepconv_cli.loaders.torch_analyze import analyze_module, first_line, weight_bytes
@@ -40,7 +41,15 @@ def load_entrypoint(source: str, options: LoadOptions) -> LoadedModel:
         return entrypoint.build(source, options.kwargs_json, "cpu")
 
     model = entrypoint.build(source, options.kwargs_json, device)
-    return analyze_module(model, _info(source, "entrypoint"), options, rebuild=rebuild)
+    loaded = analyze_module(model, _info(source, "entrypoint"), options, rebuild=rebuild)
+    if device == "meta" and isinstance(loaded.native, torch.nn.Module) and _on_meta(loaded.native):
+        note = "built on the meta device: no weights, so no energy figures (pass --device cpu for them)"
+        loaded = replace(loaded, report=replace(loaded.report, warnings=loaded.report.warnings + (note,)))
+    return loaded
+
+
+def _on_meta(model: torch.nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
 
 
 def _torch_load(source: str, weights_only: bool):
@@ -169,6 +178,9 @@ def _program_shapes(source: str, program, options: LoadOptions):
 
 def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     """A ``torch.export`` archive counted from its graph's shape metadata (weights never run)."""
+    if options.engine != "sepconv":
+        raise UsageError(f"{source}: engine {options.engine} needs a live module (fvcore traces with torch.jit); "
+                         "a .pt2 program is counted by the default engine")
     program = _load_program(source)
     shapes = _program_shapes(source, program, options)
     gm = None
@@ -187,5 +199,9 @@ def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     affine = {src[2][0]: sum(program.state_dict[f].numel() for f in src[2][1][:2] if f)
               for src in conv_sources.values() if src[2] is not None}
     report = with_bn_folded(report, affine)
+    if shapes is None and any(not isinstance(d, int) for _, v in _user_inputs(program) for d in v.shape):
+        report = replace(report, warnings=report.warnings + (
+            "dynamic dims read at the example sizes the program was exported with; pass --input-shape "
+            "for other sizes",))
     sources = {trace.events[i].row: src for i, src in conv_sources.items()}
     return LoadedModel(report=report, handle=GraphHandle(program, sources), native=program)

@@ -169,6 +169,16 @@ ZERO_MAC_OPS = frozenset(BATCHNORM_OPS | METADATA_OPS | {
 })
 
 
+def canonical(name: str) -> str:
+    """One name per op family for row names, so an exported graph (``conv2d``) and an eager run
+    (``convolution``, flash attention kernels) name the same functional call alike."""
+    if name in CONV_OPS:
+        return "convolution"
+    if MAC_OPS.get(name) is sdpa_handler:
+        return "scaled_dot_product_attention"
+    return name
+
+
 def op_name(op: Any) -> str:
     """The overload-packet name of an ATen op (``aten.conv2d.padding`` -> ``"conv2d"``)."""
     packet = getattr(op, "overloadpacket", None)

@@ -10,14 +10,12 @@ exposed as graph outputs; the refit pointwise weights go back as initializers (a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import replace
 from typing import Iterator, Optional, Union
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from sepconv_cli.calib_loop import CalibResult, LayerTask, run_calibration
 from sepconv_cli.calibrate import CalibOptions
@@ -25,54 +23,8 @@ from sepconv_cli.decompose import fold_batchnorm
 from sepconv_cli.errors import InputError, RewriteError
 from sepconv_cli.loaders.base import BatchNormParams, ConvWeights
 from sepconv_cli.records import Plan
-from sepconv_cli.rewriters.onnx_graph import attrs, load_missing_external_data, nodes_by_layer, walk_nodes
-
-_TWO_GB = 2**31 - 1
-
-
-def _needs(node: onnx.NodeProto) -> set[str]:
-    """Tensors ``node`` reads, including those its subgraphs read from the outer scope."""
-    names = set(node.input)
-    for attr in node.attribute:
-        subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in subs:
-            for inner in walk_nodes(sub):
-                names.update(inner.input)
-    names.discard("")
-    return names
-
-
-def prune(model: onnx.ModelProto, outputs: list[str], elem_type: int) -> onnx.ModelProto:
-    """A copy of ``model`` computing only ``outputs`` (exposed as graph outputs of ``elem_type``)."""
-    graph = model.graph
-    wanted, keep = set(outputs), []
-    for node in reversed(graph.node):
-        if wanted & set(node.output):
-            keep.append(node)
-            wanted |= _needs(node)
-    keep.reverse()
-    inits = [t for t in graph.initializer if t.name in wanted]
-    init_names = {t.name for t in inits}
-    inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer} or i.name in init_names]
-    outs = [helper.make_tensor_value_info(name, elem_type, None) for name in outputs]
-    pruned = helper.make_graph(keep, graph.name or "calibration", inputs, outs, inits)
-    return helper.make_model(pruned, opset_imports=model.opset_import, ir_version=model.ir_version)
-
-
-def session(model: onnx.ModelProto, threads: int):
-    """An onnxruntime CPU session for ``model`` (saved beside a temporary file when over 2 GB)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-    if model.ByteSize() <= _TWO_GB:
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    with tempfile.TemporaryDirectory(prefix="sepconv-calib-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+from sepconv_cli.rewriters.onnx_graph import attrs, load_missing_external_data, nodes_by_layer
+from sepconv_cli.rewriters.onnx_probe import Runner, static_batch
 
 
 def _constant(graph: onnx.GraphProto, name: str) -> Optional[np.ndarray]:
@@ -96,7 +48,7 @@ class OnnxDriver:
         self.model.CopyFrom(converted)
         self.plan, self.inputs, self.threads = plan, inputs, options.threads
         self.orig_pos, self.conv_pos = nodes_by_layer(original.graph), nodes_by_layer(self.model.graph)
-        self._full: dict[bool, object] = {}
+        self._full: dict[bool, Runner] = {}
 
     # -- reading the graphs ---------------------------------------------------------------------
     def _node(self, name: str) -> onnx.NodeProto:
@@ -176,45 +128,33 @@ class OnnxDriver:
         self.model.graph.value_info.extend(kept)
         self._full.pop(True, None)
 
-    def _feeds(self, sess, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return {i.name: self.inputs[i.name][indices] for i in sess.get_inputs()}
+    def _runner(self, model: onnx.ModelProto, outputs: Optional[list[str]], elem_type: int = 0) -> Runner:
+        return Runner(model, outputs, elem_type, self.inputs, self.threads)
 
     def layer_batches(self, name: str, index_batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         kind = self.elem_type(name)
-        z_name = self._node(f"{name}/depthwise").output[0]
-        conv = session(prune(self.model, [z_name], kind), self.threads)
-        orig = session(prune(self.original, [self.target_name(name)], kind), self.threads)
+        conv = self._runner(self.model, [self._node(f"{name}/depthwise").output[0]], kind)
+        orig = self._runner(self.original, [self.target_name(name)], kind)
         for indices in index_batches:
-            yield conv.run(None, self._feeds(conv, indices))[0], orig.run(None, self._feeds(orig, indices))[0]
+            yield conv.run(indices)[0], orig.run(indices)[0]
 
     def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
         if converted not in self._full:
-            self._full[converted] = session(self.model if converted else self.original, self.threads)
-        sess = self._full[converted]
-        return sess.run(None, self._feeds(sess, indices))
-
-
-def _batch_dim(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Optional[int]:
-    """The static batch size the graph's data inputs declare (None when the batch dim is symbolic)."""
-    init = {t.name for t in model.graph.initializer}
-    for value in model.graph.input:
-        if value.name in inputs and value.name not in init:
-            dims = value.type.tensor_type.shape.dim
-            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-                return int(dims[0].dim_value)
-    return None
+            self._full[converted] = self._runner(self.model if converted else self.original, None)
+        return self._full[converted].run(indices)
 
 
 def _fit_batch(model: onnx.ModelProto, inputs: dict[str, np.ndarray], options: CalibOptions
                ) -> tuple[dict[str, np.ndarray], CalibOptions]:
-    """Inputs capped at ``options.samples`` and options whose batch size fits a static batch dim."""
+    """Inputs capped at ``options.samples``; with a static batch dim B > 1 the count and the batch size
+    become multiples of B (a graph that cannot take other batch sizes is then fed exactly B at a time)."""
     count = min(options.samples, min(len(a) for a in inputs.values()))
-    static = _batch_dim(model, inputs)
-    if static is not None:
+    static = static_batch(model, inputs)
+    if static > 1:
         if count < static:
             raise InputError(f"the model's batch dim is fixed at {static}; got only {count} calibration samples")
         count -= count % static
-        options = replace(options, batch_size=static)
+        options = replace(options, batch_size=static * max(1, options.batch_size // static))
     return {k: v[:count] for k, v in inputs.items()}, options
 
 
