@@ -7,7 +7,7 @@ never imports torch.
 
 from __future__ import annotations
 
-import importlib
+from sepconv_cli.lazy import resolve
 from typing import Callable
 
 from sepconv_cli.errors import InputError
@@ -31,8 +31,7 @@ def loader_for(fmt: str) -> Callable[[str, LoadOptions], LoadedModel]:
         target = LOADERS[fmt]
     except KeyError:
         raise InputError(f"no loader for format {fmt!r}") from None
-    module_name, func_name = target.split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    return resolve(target)
 
 
 def load(source: str, options: LoadOptions | None = None) -> LoadedModel:

@@ -7,7 +7,7 @@ imported on demand, so JSON output never imports rich. Every renderer has the si
 
 from __future__ import annotations
 
-import importlib
+from sepconv_cli.lazy import resolve
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
@@ -74,8 +74,7 @@ Renderer = Callable[[Report, RenderOptions], str]
 
 def renderer_for(fmt: OutputFormat) -> Renderer:
     """The renderer function registered for ``fmt`` (imported now)."""
-    module_name, func_name = RENDERERS[OutputFormat(fmt)].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    return resolve(RENDERERS[OutputFormat(fmt)])
 
 
 def render(report: Report, fmt: OutputFormat, options: RenderOptions | None = None) -> str:

@@ -9,7 +9,7 @@ elements/MACs with SI suffixes, bytes in decimal units, shares as percentages.
 
 from __future__ import annotations
 
-import importlib
+from sepconv_cli.lazy import resolve
 import io
 import json
 from dataclasses import dataclass
@@ -53,8 +53,7 @@ CheckRenderer = Callable[[CheckResult, CheckRenderOptions], str]
 
 def check_renderer_for(fmt: CheckFormat) -> CheckRenderer:
     """The renderer registered for ``fmt`` (imported now)."""
-    module_name, func_name = CHECK_RENDERERS[CheckFormat(fmt)].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    return resolve(CHECK_RENDERERS[CheckFormat(fmt)])
 
 
 def headroom_text(outcome: Violation) -> str:

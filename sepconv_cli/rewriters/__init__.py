@@ -6,7 +6,7 @@ Each format maps to a ``Backend`` object named by a ``"module:attribute"`` strin
 
 from __future__ import annotations
 
-import importlib
+from sepconv_cli.lazy import resolve
 
 from sepconv_cli.errors import UsageError
 from sepconv_cli.rewriters.base import Backend, Converted, ConvertOptions
@@ -35,8 +35,7 @@ def backend_for(fmt: str) -> Backend:
         target = BACKENDS[fmt]
     except KeyError:
         raise UsageError(f"cannot convert models of format {fmt!r}") from None
-    module_name, attr = target.split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return resolve(target)
 
 
 __all__ = ["BACKENDS", "Backend", "ConvertOptions", "Converted", "backend_for"]
