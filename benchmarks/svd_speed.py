@@ -13,6 +13,9 @@ import time
 import numpy as np
 
 from sepconv_cli.decompose import decompose, recompose, spectrum
+from sepconv_cli.loaders.base import ConvWeights
+from sepconv_cli.planner import CandidateOptions, PlanOptions, find_candidates, make_plan
+from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report
 
 
 def resnet50_candidate_shapes() -> list[tuple[int, ...]]:
@@ -46,8 +49,65 @@ def time_svd(shapes: list[tuple[int, ...]] | None = None, energy: float = 0.9, s
     }
 
 
+class _Weights:
+    """In-memory handle: conv weights by layer name."""
+
+    def __init__(self, table: dict[str, ConvWeights]):
+        self.table = table
+
+    def conv_weights(self, name: str) -> ConvWeights | None:
+        return self.table.get(name)
+
+
+def _resnet50_convs(seed: int = 0) -> tuple[Report, _Weights]:
+    """Every conv of ResNet-50 at 224x224 (stem, bottleneck 1x1/3x3/1x1, downsamples) with random weights."""
+    rng = np.random.default_rng(seed)
+    rows: list[Layer] = []
+    table: dict[str, ConvWeights] = {}
+
+    def add(name: str, cin: int, cout: int, k: int, size_in: int, stride: int) -> None:
+        spec = ConvSpec(cin, cout, (k, k), (stride, stride), (1, 1), pads=(k // 2,) * 4)
+        size_out = (size_in + 2 * (k // 2) - k) // stride + 1
+        rows.append(Layer(name=name, op="Conv", input_shapes=((1, cin, size_in, size_in),),
+                          output_shapes=((1, cout, size_out, size_out),), conv=spec))
+        table[name] = ConvWeights(rng.normal(size=(cout, cin, k, k)).astype(np.float32))
+
+    add("conv1", 3, 64, 7, 224, 2)
+    cin, size = 64, 56
+    for stage, (width, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), start=1):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 1 else 1
+            name = f"layer{stage}.{block}"
+            add(f"{name}.conv1", cin, width, 1, size, 1)
+            add(f"{name}.conv2", width, width, 3, size, stride)
+            size = size // stride
+            add(f"{name}.conv3", width, width * 4, 1, size, 1)
+            if block == 0:
+                add(f"{name}.downsample", cin, width * 4, 1, size * stride, stride)
+            cin = width * 4
+    report = Report(model=ModelInfo("resnet50", "memory"), layers=tuple(rows), params=0)
+    return report, _Weights(table)
+
+
+def time_planner() -> dict[str, float]:
+    """Seconds for ``find_candidates`` and ``make_plan`` (default 90% energy) on ResNet-50's convs."""
+    report, handle = _resnet50_convs()
+    start = time.perf_counter()
+    found = find_candidates(report, handle, CandidateOptions())
+    candidates_s = time.perf_counter() - start
+    start = time.perf_counter()
+    plan = make_plan(report, handle, PlanOptions())
+    plan_s = time.perf_counter() - start
+    return {"convs": float(len(report.layers)), "candidates": float(len(found.candidates)),
+            "find_candidates_s": candidates_s, "make_plan_s": plan_s, "planned": float(len(plan.layers))}
+
+
 def main() -> None:
-    """Print the timings of :func:`time_svd` on ResNet-50's candidate shapes."""
+    """Print the timings of :func:`time_svd` and :func:`time_planner` on ResNet-50's shapes."""
+    planned = time_planner()
+    print(f"ResNet-50 convs: {int(planned['convs'])}, candidates: {int(planned['candidates'])}")
+    print(f"  find_candidates (spectra):    {planned['find_candidates_s']:.3f} s")
+    print(f"  make_plan (90% energy):       {planned['make_plan_s']:.3f} s ({int(planned['planned'])} planned)")
     result = time_svd()
     print(f"ResNet-50 candidates: {int(result['layers'])} layers, {int(result['svds'])} per-channel SVDs")
     print(f"  spectra (analyze):            {result['spectra_s']:.3f} s")

@@ -25,8 +25,8 @@ from sepconv_cli.records import CalibratedLayer, CalibrationReport, Plan, Report
 
 @dataclass(frozen=True)
 class LayerTask:
-    """One converted layer to refit at its planned ``rank``. ``weight``/``bias`` are the (BN-folded) original float64 kernel
-    and bias, needed only to try ranks (``--max-output-error``); ``transposed`` for ConvTranspose."""
+    """One converted layer to refit at its planned ``rank``. ``weight`` is the (BN-folded) original float64
+    kernel, needed only to try ranks (``--max-output-error``); ``transposed`` for ConvTranspose."""
 
     name: str
     groups: int

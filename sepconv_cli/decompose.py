@@ -110,7 +110,7 @@ def fold_batchnorm(w: ConvWeights, groups: int, transposed: bool = False) -> tup
     return weight, folded_bias
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no truth value: compare fields explicitly
 class Spectrum:
     """Singular values of every input channel's slice: ``values`` is ``(Cin, R)``, descending per row,
     ``R = min(Cout/g, K)``. Energies are shares of the squared Frobenius norm (dimensionless, 0..1)."""
@@ -176,7 +176,7 @@ def spectrum(weight: np.ndarray, groups: int, transposed: bool = False) -> Spect
     return Spectrum(values=values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Factors:
     """Depthwise and pointwise weights of the separable form at ``rank`` T (float64).
 

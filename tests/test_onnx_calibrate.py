@@ -50,12 +50,12 @@ def _two_conv_model(rng, batch="N", hw=8, cin=3, w1=None, w2=None):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _convert(model, tmp_path, **plan_kw):
+def _convert(model, tmp_path, fold_bn=True, **plan_kw):
     path = str(tmp_path / "model.onnx")
     onnx.save(model, path)
     loaded = load(path)
-    plan = make_plan(loaded.report, loaded.handle, PlanOptions(**plan_kw))
-    converted = backend_for("onnx").rewrite(loaded, plan, ConvertOptions())
+    plan = make_plan(loaded.report, loaded.handle, PlanOptions(fold_bn=fold_bn, **plan_kw))
+    converted = backend_for("onnx").rewrite(loaded, plan, ConvertOptions(fold_bn=fold_bn))
     return loaded, converted
 
 
@@ -94,6 +94,20 @@ def test_layer_errors_match_an_independent_onnxruntime_measurement(tmp_path):
     (y,) = _probe(loaded.native, ["y"], x)
     (y_cal,) = _probe(result.model, ["y"], x)
     assert result.report.output_error_after == pytest.approx(_rel(y_cal, y), rel=1e-4)
+
+
+def test_without_bn_folding_the_target_is_the_conv_output(tmp_path):
+    loaded, conv = _convert(_two_conv_model(np.random.default_rng(9)), tmp_path, fold_bn=False, rank=1)
+    assert conv.plan.layers[0].bn_folded is None
+    assert any(n.op_type == "BatchNormalization" for n in conv.native.graph.node)
+    x = _inputs(12)
+    result = calibrate_onnx(loaded.native, conv.native, conv.plan, {"x": x}, CalibOptions(holdout=0.0))
+    (c1,) = _probe(loaded.native, ["c1"], x)
+    (svd_c1,) = _probe(conv.native, ["c1"], x)
+    (cal_c1,) = _probe(result.model, ["c1"], x)
+    first = result.report.layers[0]
+    assert first.fit_error_before == pytest.approx(_rel(svd_c1, c1), rel=1e-4)
+    assert first.fit_error_after == pytest.approx(_rel(cal_c1, c1), rel=1e-4)
 
 
 def test_corrupted_pointwise_weights_are_recovered_exactly(tmp_path):
