@@ -32,8 +32,8 @@ def _table(title: str) -> Table:
 
 def _layers_table(report: Report, rows: tuple[Row, ...]) -> Table:
     table = _table(f"Layers of {report.model.path} ({report.model.format})")
-    table.add_column("name", overflow="fold", ratio=3, min_width=12)
-    table.add_column("op", overflow="fold", ratio=2, min_width=8)
+    table.add_column("name", overflow="fold", ratio=4, min_width=12)
+    table.add_column("op", overflow="ellipsis", no_wrap=True, ratio=2, min_width=8)
     table.add_column("output", overflow="fold", ratio=2, min_width=6)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
