@@ -85,25 +85,28 @@ def summary_line(result: CheckResult) -> str:
 
 
 def render_table(result: CheckResult, options: CheckRenderOptions) -> str:
-    """A rich table, one row per model x budget, green pass / red FAIL, and a summary line."""
+    """One block per model (its path as a heading, then one row per budget, green pass / red FAIL),
+    and a summary line. The path stands alone so that long paths never squeeze the figures."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for title, justify in (("model", "left"), ("budget", "left"), ("value", "right"), ("limit", "right"),
-                           ("headroom", "right"), ("result", "left")):
-        table.add_column(title, justify=justify, overflow="fold")
-    for outcome in result.results:
-        style = "green" if outcome.passed else "bold red"
-        *rest, verdict = cells(outcome)
-        table.add_row(*(Text(c) for c in rest), Text(verdict, style=style))  # Text: no markup in paths
     buffer = io.StringIO()
     console = Console(file=buffer, width=options.width, force_terminal=options.color,
                       color_system="standard" if options.color else None, no_color=not options.color,
                       highlight=False)
-    console.print(table)
+    for model in dict.fromkeys(r.model for r in result.results):
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for title, justify in (("budget", "left"), ("value", "right"), ("limit", "right"),
+                               ("headroom", "right"), ("result", "left")):
+            table.add_column(title, justify=justify, no_wrap=True)
+        for outcome in (r for r in result.results if r.model == model):
+            style = "green" if outcome.passed else "bold red"
+            _, *rest, verdict = cells(outcome)
+            table.add_row(*(Text(c) for c in rest), Text(verdict, style=style))  # Text: no markup in paths
+        console.print(Text(model, style="bold"), soft_wrap=True)
+        console.print(table)
     console.print(summary_line(result), style="green" if result.ok else "bold red")
     return buffer.getvalue()
 
