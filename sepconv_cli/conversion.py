@@ -9,7 +9,6 @@ never at all. Units: params in elements, MACs, sizes in bytes, times in seconds.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import tempfile
@@ -36,7 +35,11 @@ class Events:
         """One planned layer has been rewritten."""
 
     def stage(self, name: str) -> None:
-        """A pipeline stage starts (``"load"``, ``"rewrite"``, ``"save"``, ``"verify"``...)."""
+        """A pipeline stage starts (``"load"``, ``"rewrite"``, ``"calibrate"``, ``"save"``, ``"verify"``...)."""
+
+    def calibrated(self, name: str, done: int, total: int) -> None:
+        """Calibration has refit layer ``name``, the ``done``-th of ``total`` (the signature of
+        ``CalibOptions.progress``: whoever builds a calibration hook passes this method there)."""
 
 
 Hook = Callable[[LoadedModel, Converted, Backend], Converted]
@@ -102,10 +105,9 @@ def check_output(source: str, output: Optional[str], force: bool) -> None:
 
 
 def check_suffix(backend: Backend, output: str) -> None:
-    """UsageError when the backend cannot write the format ``output``'s suffix asks for (backends that
-    declare ``suffixes``)."""
-    suffixes = getattr(backend, "suffixes", None)
-    if suffixes and not output.lower().endswith(tuple(suffixes)):
+    """UsageError when the backend cannot write the format ``output``'s suffix asks for."""
+    suffixes = backend.suffixes
+    if not output.lower().endswith(tuple(suffixes)):
         raise UsageError(f"{output}: this model converts to {', '.join(suffixes)} files; choose an output "
                          f"name ending so")
 
@@ -134,13 +136,6 @@ def make_plan(report: Report, loaded: LoadedModel, options: planner.PlanOptions)
     return report, plan
 
 
-def _rewrite(backend: Backend, loaded: LoadedModel, plan: Plan, options: ConvertOptions, events: Events) -> Converted:
-    """backend.rewrite, with per-layer progress when the backend reports it."""
-    if "progress" in inspect.signature(backend.rewrite).parameters:
-        return backend.rewrite(loaded, plan, options, progress=events.layer_done)  # type: ignore[call-arg]
-    return backend.rewrite(loaded, plan, options)
-
-
 def run_target(fmt: str, native: Any, path: Optional[str]) -> Any:
     """What a backend should run: ONNX runs the files themselves (external data, > 2 GB), others the object."""
     return path if fmt == "onnx" and path else native
@@ -160,9 +155,7 @@ def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], 
     """Verification (and latency when asked) of ``models`` = (before, after) on ``feed`` = (inputs, source)."""
     before, after = models
     inputs, source = feed
-    make = getattr(backend, "runner", None)
-    run_before = make(before) if make else (lambda x: backend.run(before, x))
-    run_after = make(after) if make else (lambda x: backend.run(after, x))
+    run_before, run_after = backend.runner(before), backend.runner(after)
     result = verify_mod.verify(run_before(inputs), run_after(inputs), source, request.tolerance)
     latency = None
     if request.benchmark:
@@ -174,7 +167,7 @@ def _options_record(request: ConvertRequest, convert: ConvertOptions) -> dict:
     """The options used, as plain JSON values (for the manifest)."""
     plan = asdict(request.plan)
     return {"plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
-            "convert": asdict(convert), "verify": request.verify, "inputs": request.inputs_path,
+            "convert": convert.record(), "verify": request.verify, "inputs": request.inputs_path,
             "tolerance": request.tolerance, "seed": request.seed}
 
 
@@ -217,7 +210,8 @@ def convert(request: ConvertRequest, events: Optional[Events] = None) -> Convers
         return result
     assert request.output is not None and backend is not None
     options = ConvertOptions(init=request.plan.init, fold_bn=request.plan.fold_bn,
-                             depthwise_bias=request.plan.depthwise_bias, seed=request.seed)
+                             depthwise_bias=request.plan.depthwise_bias, seed=request.seed,
+                             progress=events.layer_done)
     tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=os.path.dirname(os.path.abspath(request.output)))
     try:
         _finish(request, result, (loaded, backend, options, fmt), tmpdir, clock)
@@ -231,7 +225,7 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     loaded, backend, options, fmt = ctx
     output = request.output
     feed = verification_inputs(request, loaded.report) if request.verify else None  # fail before any work
-    converted = clock.run("rewrite", _rewrite, backend, loaded, result.plan, options, clock.events)
+    converted = clock.run("rewrite", backend.rewrite, loaded, result.plan, options)
     if request.after_rewrite is not None:
         converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
         result.calibration = getattr(request.after_rewrite, "report", None)

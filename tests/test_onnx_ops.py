@@ -146,9 +146,105 @@ def test_zero_mac_ops_are_explicit_entries_and_counted_zero(tmp_path):
 
 
 def test_op_without_formula_is_listed_never_zero(tmp_path):
-    nodes = [helper.make_node("Einsum", ["x", "x"], ["e"], equation="ij,jk->ik", name="ein1"),
-             helper.make_node("Einsum", ["e", "x"], ["y"], equation="ij,jk->ik", name="ein2")]
+    assert "Hardmax" not in OP_HANDLERS
+    nodes = [helper.make_node("Hardmax", ["x"], ["e"], name="hm1"),
+             helper.make_node("Hardmax", ["e"], ["y"], name="hm2")]
     report = analyse(model(nodes, [vinfo("x", (4, 4))], [vinfo("y", (4, 4))]), tmp_path).report
     assert [(r.macs, r.note) for r in report.layers] == [(None, "no formula")] * 2
-    assert [(u.op, u.count, u.names) for u in report.uncounted] == [("Einsum", 2, ("ein1", "ein2"))]
+    assert [(u.op, u.count, u.names) for u in report.uncounted] == [("Hardmax", 2, ("hm1", "hm2"))]
     assert report.unknown_rows == ()
+
+
+EINSUM_CASES = {
+    # name: (equation, operand shapes, expected output shape, expected MACs by hand)
+    "batched_matmul": ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)], (2, 3, 5), 2 * 3 * 4 * 5),
+    "implicit_output": ("ij,jk", [(3, 4), (4, 5)], (3, 5), 3 * 4 * 5),
+    "linear_over_sequence": ("bnd,de->bne", [(1, 10, 32), (32, 32)], (1, 10, 32), 10 * 32 * 32),
+    "ellipsis_broadcast": ("...ij,...jk->...ik", [(2, 1, 3, 4), (1, 5, 4, 6)], (2, 5, 3, 6), 2 * 5 * 3 * 4 * 6),
+    "implicit_ellipsis": ("...ij,jk", [(2, 3, 4), (4, 5)], (2, 3, 5), 2 * 3 * 4 * 5),
+    "size_one_broadcast": ("bij,bjk->bik", [(1, 3, 4), (6, 4, 5)], (6, 3, 5), 6 * 3 * 4 * 5),
+    "outer_product": ("i,j->ij", [(3,), (4,)], (3, 4), 3 * 4),
+    "elementwise_product": ("ij,ij->ij", [(3, 4), (3, 4)], (3, 4), 3 * 4),
+    "dot_to_scalar": ("i,i->", [(7,), (7,)], (), 7),
+    "three_operands_left_to_right": ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)], (2, 5), 2 * 3 * 4 + 2 * 4 * 5),
+    "transpose": ("ij->ji", [(3, 4)], (4, 3), 0),
+    "trace": ("ii->", [(4, 4)], (), 0),
+    "sum_one_operand": ("bij->b", [(2, 3, 4)], (2,), 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EINSUM_CASES))
+def test_einsum_macs_match_arithmetic_and_runtime(case, tmp_path):
+    equation, shapes, out_shape, macs = EINSUM_CASES[case]
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation, name="ein")
+    m = model([node], [vinfo(n, s) for n, s in zip(names, shapes)], [vinfo("y", None)], opset=17)
+    row = analyse(m, tmp_path).report.layers[0]
+    assert (row.macs, row.note) == (macs, "")
+    feeds = {n: random_input(s, i) for i, (n, s) in enumerate(zip(names, shapes))}
+    (y,) = run_ort(save(m, tmp_path, "run.onnx"), feeds)
+    assert y.shape == out_shape
+    np.testing.assert_allclose(y, np.einsum(equation, *feeds.values()), rtol=1e-4, atol=1e-4)
+
+
+def test_einsum_with_dynamic_operand_is_unknown_not_zero(tmp_path):
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], equation="bij,bjk->bik", name="ein")
+    m = model([node], [vinfo("a", ("N", 3, 4)), vinfo("b", ("N", 4, 5))], [vinfo("y", None)])
+    row = analyse(m, tmp_path).report.layers[0]
+    assert row.macs is None and row.note.startswith("shape unknown")
+    pinned = analyse(m, tmp_path, ("a", (2, 3, 4)), ("b", (2, 4, 5))).report.layers[0]
+    assert pinned.macs == 2 * 3 * 4 * 5
+
+
+TRANSPOSE_CASES = {
+    # name: (attrs, expected out shape); x (1, 4, 5, 5), w (4, 3, 3, 3). MACs always use the INPUT grid.
+    "output_padding": (dict(strides=[2, 2], output_padding=[1, 0]), (1, 3, 12, 11)),
+    "output_shape": (dict(strides=[2, 2], output_shape=[10, 10]), (1, 3, 10, 10)),
+    "output_shape_with_output_padding": (dict(strides=[2, 2], output_shape=[10, 11], output_padding=[1, 1]),
+                                         (1, 3, 10, 11)),
+    "same_upper": (dict(strides=[2, 2], auto_pad="SAME_UPPER"), (1, 3, 10, 10)),
+    "same_lower": (dict(strides=[2, 2], auto_pad="SAME_LOWER"), (1, 3, 10, 10)),
+    "pads_dilation": (dict(strides=[2, 1], pads=[1, 0, 0, 2], dilations=[1, 2]), (1, 3, 10, 7)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPOSE_CASES))
+def test_conv_transpose_output_padding_shape_and_auto_pad(case, tmp_path):
+    attrs, out_shape = TRANSPOSE_CASES[case]
+    m = conv_model((1, 4, 5, 5), (4, 3, 3, 3), op="ConvTranspose", **attrs)
+    row = analyse(m, tmp_path).report.layers[0]
+    assert row.macs == 1 * 4 * 5 * 5 * 3 * 3 * 3
+    assert row.output_shapes == (out_shape,)
+    (y,) = run_ort(save(m, tmp_path, "run.onnx"), {"x": random_input((1, 4, 5, 5))})
+    assert y.shape == out_shape
+
+
+REQUIRED_OPS = {
+    "formula": ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"),
+    "zero": (
+        "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Clip", "Gelu", "Erf",
+        "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Neg", "Exp", "Log", "MaxPool", "AveragePool",
+        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "InstanceNormalization",
+        "LayerNormalization", "GroupNormalization", "Softmax", "LogSoftmax", "Concat", "Split", "Slice",
+        "Gather", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Resize", "Upsample",
+        "Pad", "Identity", "Dropout", "Cast", "ReduceMean", "ReduceSum", "Expand", "Where", "Equal", "Range",
+        "Tile", "ConstantOfShape",
+    ),
+}
+
+
+def test_registry_covers_ops_of_exported_cnns():
+    missing = [op for ops in REQUIRED_OPS.values() for op in ops if op not in OP_HANDLERS]
+    assert missing == []
+    assert set(REQUIRED_OPS["zero"]) <= set(ZERO_MAC_OPS)
+    assert not set(REQUIRED_OPS["formula"]) & set(ZERO_MAC_OPS)
+
+
+@pytest.mark.parametrize("case", ["batched_matmul", "implicit_output", "linear_over_sequence",
+                                  "ellipsis_broadcast", "dot_to_scalar"])
+def test_contracting_einsum_agrees_with_fvcore_rule(case):
+    """fvcore counts an einsum as numpy's optimal-path flop count halved (one MAC = one flop there)."""
+    equation, shapes, _, macs = EINSUM_CASES[case]
+    path_text = np.einsum_path(equation, *[np.zeros(s) for s in shapes], optimize="optimal")[1]
+    line = next(x for x in path_text.split("\n") if "optimized flop" in x.lower())
+    assert int(float(line.split(":")[-1]) // 2) == macs

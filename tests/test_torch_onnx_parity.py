@@ -42,9 +42,8 @@ def test_torch_and_onnx_reports_agree(name, tmp_path):
     onnx_report = load(path, LoadOptions()).report
     torch_report = load(f"archs:{getattr(factory, '__name__')}", LoadOptions(input_shapes=((None, shape),))).report
     assert _conv_macs(onnx_report) == _conv_macs(torch_report)
-    # The ONNX path lists Einsum as uncounted (no formula there yet): leave the block's one einsum out.
-    einsum = 2 * 10 * 32 * 32 if any(u.op == "Einsum" for u in onnx_report.uncounted) else 0
-    assert onnx_report.macs - _conv_macs(onnx_report) == torch_report.macs - _conv_macs(torch_report) - einsum
+    assert not onnx_report.uncounted and not torch_report.uncounted
+    assert onnx_report.macs - _conv_macs(onnx_report) == torch_report.macs - _conv_macs(torch_report)
     folded = dict(torch_report.extra).get("params_bn_folded", torch_report.params)
     assert onnx_report.params - _scalar_constants(path) == folded
 

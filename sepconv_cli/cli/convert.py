@@ -19,7 +19,14 @@ HELP = (
     "Rewrite regular convolutions as depthwise-separable (depthwise -> 1x1 pointwise) by per-channel SVD, "
     "verify the result numerically and write it with a JSON manifest beside it.\n\n"
     "Rank rules (pick one): --rank T | --rank full | --energy E (default 0.9) | --max-error E. "
-    "Exit codes: 0 ok, 1 verification error above --tolerance (the file is still written), 2 refused or failed."
+    "Exit codes: 0 ok, 1 verification error above --tolerance (the file is still written), 2 refused or failed.\n\n"
+    "Calibration (--calibrate FILE) refits each converted layer's pointwise weights and bias on unlabeled "
+    "inputs. FILE is an .npz holding one array per model input, keyed by the input's name (any name for a "
+    "single-input model), shaped (samples, *input shape without the batch axis), of the input's dtype; or "
+    "a folder of such .npz files or of .npy files (single-input models). A dataset file with other arrays "
+    "(labels, splits) cannot be used directly: save the inputs alone, e.g. in Python "
+    "np.savez('calib.npz', input=x_train[:256]) where 'input' is the model's input name (see "
+    "`sepconv analyze MODEL --format json`, model.inputs)."
 )
 
 # Layers to rewrite before a progress bar is worth drawing.
@@ -66,8 +73,10 @@ def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional
     return {"rank": int(rank)}
 
 
-def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optional[float], seed: int):
-    """The pipeline's calibration step for ``--calibrate`` (None without it)."""
+def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optional[float], seed: int,
+                      events: Events):
+    """The pipeline's calibration step for ``--calibrate`` (None without it), reporting each refit layer
+    to ``events.calibrated``."""
     if path is None:
         if max_output_error is not None:
             raise UsageError("--max-output-error needs --calibrate")
@@ -77,32 +86,53 @@ def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optio
     from sepconv_cli.calib_hook import CalibrationHook
     from sepconv_cli.calibrate import CalibOptions
 
-    return CalibrationHook(path, CalibOptions(samples=samples, max_output_error=max_output_error, seed=seed))
+    options = CalibOptions(samples=samples, max_output_error=max_output_error, seed=seed, progress=events.calibrated)
+    return CalibrationHook(path, options)
+
+
+# Stages the progress bar stays up through (it covers rewriting and calibration, then gives way).
+_BAR_STAGES = ("load", "plan", "rewrite", "calibrate")
 
 
 class _Progress(Events):
-    """Rich progress bar on stderr over the planned layers (only on a terminal, only for long plans)."""
+    """Rich progress bar on stderr over the planned layers: one task for rewriting, one for calibration.
 
-    def __init__(self) -> None:
+    Drawn only on a terminal, and only for long plans or when calibrating (calibration runs the models,
+    so even one layer takes a while). ``console``: where to draw (stderr by default).
+    """
+
+    def __init__(self, calibrating: bool = False, console=None) -> None:
+        self._calibrating, self._console = calibrating, console
         self._bar = None
-        self._task = None
+        self._tasks: dict[str, int] = {}
 
     def planned(self, plan) -> None:
-        if not sys.stderr.isatty() or len(plan.layers) < _PROGRESS_MIN_LAYERS:
-            return
         from rich.console import Console
+
+        console = self._console or Console(stderr=True)
+        if not console.is_terminal or (len(plan.layers) < _PROGRESS_MIN_LAYERS and not self._calibrating):
+            return
         from rich.progress import Progress
 
-        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar = Progress(console=console, transient=True)
         self._bar.start()
-        self._task = self._bar.add_task("converting layers", total=len(plan.layers))
+        self._tasks["rewrite"] = self._bar.add_task("converting layers", total=len(plan.layers))
 
     def layer_done(self, name: str) -> None:
         if self._bar is not None:
-            self._bar.advance(self._task)
+            self._bar.advance(self._tasks["rewrite"])
+
+    def calibrated(self, name: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if "calibrate" not in self._tasks:
+            self._tasks["calibrate"] = self._bar.add_task("calibrating", total=total)
+        self._bar.update(self._tasks["calibrate"], completed=done, total=total)
 
     def stage(self, name: str) -> None:
-        if self._bar is not None and name not in ("rewrite", "plan", "load"):
+        if self._bar is not None and name == "calibrate" and "calibrate" not in self._tasks:
+            self._tasks["calibrate"] = self._bar.add_task("calibrating", total=None)
+        elif self._bar is not None and name not in _BAR_STAGES:
             self.close()
 
     def close(self) -> None:
@@ -137,8 +167,9 @@ def convert(
     arch: Optional[str] = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling (runs code)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random inputs and --init random."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Unlabeled inputs (.npz or folder of .npy) "
-                                            "to refit the pointwise weights on."),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Unlabeled inputs to refit the pointwise "
+                                            "weights on: .npz keyed by input name, or a folder of .npy/.npz "
+                                            "(see above)."),
     calib_samples: int = typer.Option(256, "--calib-samples", help="Most calibration inputs used."),
     max_output_error: Optional[float] = typer.Option(None, "--max-output-error", help="With --calibrate: per "
                                                      "layer smallest T whose calibrated output error is <= E."),
@@ -152,11 +183,11 @@ def convert(
                        **parse_rank(rank, energy, max_error))
     load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
                        trust_pickle=trust_pickle, device="cpu")
-    hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed)
+    progress = _Progress(calibrating=calibrate is not None)
+    hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed, progress)
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
                              after_rewrite=hook)
-    progress = _Progress()
     try:
         result = run_pipeline(request, events=progress)
     finally:

@@ -1,8 +1,9 @@
 """ONNX op handlers: ``op_type`` -> function giving a node's MACs (and a ``ConvSpec`` for convolutions).
 
 Handlers read shapes only (``NodeView``) and call the formulas in ``costs.py``; they never touch weight
-bytes. Ops counted as 0 MACs by convention (activations, elementwise, pooling, data movement, norms:
-DESIGN §3 counts only multiply-accumulates of conv/linear/matmul) are explicit entries. An op missing from
+bytes. Einsum counts one MAC per term of each pairwise product (see ``einsum``). Ops counted as 0 MACs
+by convention (activations, elementwise, pooling, data movement, norms: DESIGN §3 counts only
+multiply-accumulates of conv/linear/matmul) are explicit entries. An op missing from
 ``OP_HANDLERS`` has no formula: the loader reports it with ``macs=None`` and lists it as uncounted.
 A handler raises ``UnknownShape`` when a shape it needs is not static (conv handlers instead return
 their geometry with ``macs=None`` and a note); the loader turns that into ``macs=None`` with a note,
@@ -11,8 +12,9 @@ never a silent 0.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from math import ceil
+from math import ceil, prod
 from typing import Any, Callable
 
 from sepconv_cli import costs
@@ -181,6 +183,66 @@ def matmul(view: NodeView) -> OpCost:
         raise ShapeError(f"node {view.name!r} (MatMul): {exc}") from None
 
 
+def _einsum_terms(view: NodeView) -> tuple[list[tuple[str, ...]], tuple[str, ...], dict[str, int]]:
+    """Labels of each operand (ellipsis dims become labels ``.0``, ``.1``... counted from the right, so
+    they broadcast like numpy), the output labels (implicit output: ellipsis then letters used once, in
+    alphabetical order) and every label's size (broadcast: the size that is not 1)."""
+    equation = view.attrs.get("equation", b"")
+    equation = (equation.decode() if isinstance(equation, bytes) else str(equation)).replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    specs = lhs.split(",")
+    if len(specs) != len(view.input_shapes):
+        raise ShapeError(f"node {view.name!r} (Einsum): equation {equation!r} names {len(specs)} operands, "
+                         f"node has {len(view.input_shapes)}")
+    operands, sizes = [], {}
+    for index, spec in enumerate(specs):
+        shape = view.static_input(index, f"operand {index}")
+        labels = _einsum_labels(spec, len(shape))
+        if len(labels) != len(shape):
+            raise ShapeError(f"node {view.name!r} (Einsum): {spec!r} does not fit rank {len(shape)}")
+        for label, dim in zip(labels, shape):
+            if sizes.get(label, 1) not in (1, dim) and dim != 1:
+                raise ShapeError(f"node {view.name!r} (Einsum): index {label!r} is both {sizes[label]} and {dim}")
+            sizes[label] = max(sizes.get(label, 1), dim)
+        operands.append(labels)
+    return operands, _einsum_output(operands, rhs if arrow else None), sizes
+
+
+def _einsum_output(operands: list[tuple[str, ...]], rhs: str | None) -> tuple[str, ...]:
+    """Output labels: the explicit right-hand side, else ellipsis dims then the letters used once, sorted."""
+    dots = sorted({x for ops in operands for x in ops if x.startswith(".")}, key=lambda x: -int(x[1:]))
+    if rhs is not None:
+        return _einsum_labels(rhs, len(rhs.replace("...", "")) + len(dots))
+    counts = Counter(label for ops in operands for label in ops if not label.startswith("."))
+    return tuple(dots) + tuple(sorted(label for label, n in counts.items() if n == 1))
+
+
+def _einsum_labels(spec: str, rank: int) -> tuple[str, ...]:
+    """``"b...ij"`` at rank 5 -> ``("b", ".1", ".0", "i", "j")``."""
+    head, dots, tail = spec.partition("...")
+    if not dots:
+        return tuple(spec)
+    width = rank - len(head) - len(tail)
+    return tuple(head) + tuple(f".{i}" for i in reversed(range(max(width, 0)))) + tuple(tail)
+
+
+def einsum(view: NodeView) -> OpCost:
+    """Einsum, one MAC per term of each pairwise product (the convention of the PyTorch path, and of
+    fvcore and ``torch.utils.flop_counter`` whenever an index is summed): two operands cost the product
+    of the sizes of every distinct index, contracted and free (``"bij,bjk->bik"`` = ``b*i*j*k``, as
+    MatMul); more operands are contracted left to right, each step costing the product over the pair's
+    indices and keeping only the indices still needed. One operand (transpose, trace, diagonal, sum)
+    multiplies nothing: 0 MACs, as for Transpose and ReduceSum. Ellipsis dims broadcast like numpy."""
+    operands, output, sizes = _einsum_terms(view)
+    macs, current = 0, operands[0]
+    for step, labels in enumerate(operands[1:], start=2):
+        pair = tuple(dict.fromkeys(current + labels))
+        macs += prod(sizes[label] for label in pair)
+        later = {x for ops in operands[step:] for x in ops} | set(output)
+        current = tuple(label for label in pair if label in later)
+    return OpCost(macs)
+
+
 def zero(view: NodeView) -> OpCost:
     """Counted as 0 MACs by convention (no multiply-accumulate of weights and activations)."""
     return OpCost(0)
@@ -211,5 +273,6 @@ OP_HANDLERS: dict[str, Handler] = {
     "ConvTranspose": conv_transpose,
     "Gemm": gemm,
     "MatMul": matmul,
+    "Einsum": einsum,
     **{op: zero for op in ZERO_MAC_OPS},
 }

@@ -5,8 +5,8 @@ Arrays crossing this boundary are numpy; inputs and outputs of a model are ``{na
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -21,12 +21,25 @@ class ConvertOptions:
     ``init``: ``"svd"`` (Network Decoupling, weights carried over) or ``"random"`` (fresh init, same
     structure). ``fold_bn``: fold an eval-mode BatchNorm that directly follows a conv before the SVD.
     ``depthwise_bias``: give the depthwise conv a (zero-initialised) bias too. ``seed``: for random init.
+    ``progress(layer_name)``: called after each planned layer is rewritten (not an option of the result,
+    so it is left out of comparisons and of ``record()``).
     """
 
     init: str = "svd"
     fold_bn: bool = True
     depthwise_bias: bool = False
     seed: int = 0
+    progress: Optional[Callable[[str], None]] = field(default=None, compare=False, repr=False)
+
+    def record(self) -> dict:
+        """The options as plain JSON values (for the manifest)."""
+        return {"init": self.init, "fold_bn": self.fold_bn, "depthwise_bias": self.depthwise_bias,
+                "seed": self.seed}
+
+    def layer_done(self, name: str) -> None:
+        """Report that layer ``name`` has been rewritten (no-op without ``progress``)."""
+        if self.progress is not None:
+            self.progress(name)
 
 
 @dataclass
@@ -40,15 +53,25 @@ class Converted:
     folded_bn: tuple[str, ...] = ()
 
 
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
 class Backend(Protocol):
-    """What `convert` needs from a backend."""
+    """What `convert` needs from a backend. ``suffixes``: the output file suffixes ``save`` can write."""
+
+    suffixes: tuple[str, ...]
 
     def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions) -> Converted:
         """Build the converted model (pure with respect to ``loaded``: never mutates it)."""
         ...
 
+    def runner(self, model: Any, threads: Optional[int] = None) -> Runner:
+        """A reusable callable running ``model`` (the loaded native, a converted native or a written file
+        the backend runs by path) on numpy inputs; ``threads``: runtime threads (None = default)."""
+        ...
+
     def run(self, model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run ``model`` (the loaded native or a converted native) on numpy inputs."""
+        """Run ``model`` once on numpy inputs (``runner(model)(inputs)``)."""
         ...
 
     def save(self, converted: Converted, path: str, input_shapes: Optional[dict] = None) -> None:

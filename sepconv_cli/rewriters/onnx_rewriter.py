@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import onnx
@@ -24,10 +24,8 @@ from sepconv_cli.errors import RewriteError
 from sepconv_cli.loaders.base import ConvWeights, LoadedModel
 from sepconv_cli.records import ConvSpec, Plan, PlannedLayer
 from sepconv_cli.rewriters import onnx_graph as g
-from sepconv_cli.rewriters.base import Converted, ConvertOptions
+from sepconv_cli.rewriters.base import Converted, ConvertOptions, Runner
 from sepconv_cli.rewriters.onnx_io import is_valid, session_source, too_big, validate_path
-
-Progress = Optional[Callable[[str], None]]
 
 
 @dataclass
@@ -196,9 +194,8 @@ class OnnxBackend:
 
     suffixes = (".onnx",)
 
-    def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions,
-                progress: Progress = None) -> OnnxConverted:
-        """The converted model (``loaded`` is left untouched)."""
+    def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions) -> OnnxConverted:
+        """The converted model (``loaded`` is left untouched); ``options.progress`` hears of each layer."""
         model = _source_model(loaded)
         external = g.has_external_data(loaded.native) if loaded.native is not None else False
         positions = g.nodes_by_layer(model.graph)
@@ -210,8 +207,7 @@ class OnnxBackend:
                 raise RewriteError(f"{planned.name}: weight is not a constant of the model; it cannot be converted")
             spec = loaded.report.layer(planned.name).conv
             reps[reps_index] = _replace_one(model, reps_index, planned, weights, spec, options)
-            if progress is not None:
-                progress(planned.name)
+            options.layer_done(planned.name)
         _check_collisions(model.graph, reps)
         folded = _splice(model, reps)
         realised = replace(plan, layers=tuple(r.planned for r in reps.values()))
@@ -230,7 +226,7 @@ class OnnxBackend:
         _check_constant(model.graph, node, name)
         return index
 
-    def runner(self, model: Any, threads: Optional[int] = None) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    def runner(self, model: Any, threads: Optional[int] = None) -> Runner:
         """A reusable callable running ``model`` (ModelProto or path) in onnxruntime on the CPU
         (``threads``: intra-op threads; None = the cores this process may use)."""
         import onnxruntime as ort

@@ -27,7 +27,7 @@ from sepconv_cli.errors import RewriteError, UsageError
 from sepconv_cli.loaders.base import BatchNormParams, ConvWeights, LoadedModel
 from sepconv_cli.planner import Init
 from sepconv_cli.records import ConvSpec, Plan, PlannedLayer
-from sepconv_cli.rewriters.base import Converted, ConvertOptions
+from sepconv_cli.rewriters.base import Converted, ConvertOptions, Runner
 from sepconv_cli.rewriters.torch_modules import (SeparableShape, build_separable, get_module, set_module,
                                                  spec_of)
 
@@ -159,7 +159,10 @@ def _module_job(model: Any, planned: PlannedLayer, options: ConvertOptions, seed
 
 
 class ModuleBackend:
-    """Backend for ``nn.Module`` sources: module swap on a deep copy."""
+    """Backend for ``nn.Module`` sources: module swap on a deep copy. ``suffixes`` are the formats
+    ``torch_export.SAVERS`` writes (not imported from there: it imports this module)."""
+
+    suffixes = (".pt2", ".onnx", ".pt", ".pth")
 
     def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions) -> Converted:
         """Deep-copy ``loaded.native`` and swap every planned conv (the loaded model is never mutated)."""
@@ -177,11 +180,17 @@ class ModuleBackend:
                 model = set_module(model, job.planned.bn_folded, _identity())
                 folded.append(job.planned.bn_folded)
             layers.append(replace(result.planned, params_after=param_count(sep)))
+            options.layer_done(planned.name)
         model.eval()
         return Converted(native=model, plan=realised_plan(plan, layers, options), folded_bn=tuple(folded))
 
+    def runner(self, model: Any, threads: Optional[int] = None) -> Runner:
+        """A callable running a module or ExportedProgram on numpy inputs (see :func:`run_native`);
+        ``threads`` is accepted for the protocol and left to torch's own setting."""
+        return lambda inputs: run_native(model, inputs)
+
     def run(self, model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a module or ExportedProgram on numpy inputs (see :func:`run_native`)."""
+        """Run a module or ExportedProgram once on numpy inputs (see :func:`run_native`)."""
         return run_native(model, inputs)
 
     def save(self, converted: Converted, path: str, input_shapes: Optional[dict] = None) -> None:
