@@ -2,9 +2,10 @@
 
 Prints, side by side in one run, for the bundled small sample and a generated model of at least
 100 MB (written to a temporary folder, deleted afterwards):
-- process wall time of a process that calls the ONNX loader, and of ``python -m sepconv_cli analyze FILE
-  --format json`` when that command exits 0, against a process that only runs ``onnx.load``;
-- in-process time of the loader against in-process ``onnx.load`` (interpreter start-up excluded).
+- median wall time (interleaved repeats, one warm-up each) of a process that calls the ONNX loader, and of
+  ``python -m sepconv_cli analyze FILE --format json`` when that command exits 0, against a process that
+  only runs ``onnx.load``;
+- in-process median time of the loader against in-process ``onnx.load`` (interpreter start-up excluded).
 Target: ratio <= 1.3. Usage: ``python benchmarks/analyze_onnx.py [--repeat N] [--mb SIZE]``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,21 +54,26 @@ def cli_works(path: str) -> bool:
     return result.returncode == 0
 
 
-def best_of(command: list[str], repeat: int) -> float:
-    """Smallest wall time (seconds) of ``repeat`` runs of ``command``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def interleaved_medians(commands: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Median wall time (seconds) per command; one warm-up each, then runs interleaved so drift hits all alike."""
+    for command in commands.values():
         subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(repeat):
+        for label, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(samples) for label, samples in times.items()}
 
 
 def in_process(path: str, repeat: int) -> tuple[float, float]:
-    """(best onnx.load, best loader) seconds inside this interpreter."""
+    """(median onnx.load, median loader) seconds inside this interpreter, interleaved, after one warm-up each."""
     from sepconv_cli.loaders.base import LoadOptions
     from sepconv_cli.loaders.onnx_loader import load_onnx
 
+    onnx.load(path)
+    load_onnx(path, LoadOptions())
     bare, ours = [], []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -75,18 +82,18 @@ def in_process(path: str, repeat: int) -> tuple[float, float]:
         start = time.perf_counter()
         load_onnx(path, LoadOptions())
         ours.append(time.perf_counter() - start)
-    return min(bare), min(ours)
+    return statistics.median(bare), statistics.median(ours)
 
 
 def measure(label: str, path: str, repeat: int) -> None:
     """Print the rows for ``path``: the CLI (when it runs), a loader-only process, and in-process."""
     size = f"{os.path.getsize(path) / 2**20:.1f}"
-    bare = best_of([sys.executable, "-c", BARE, path], repeat)
-    commands = {"process/loader": [sys.executable, "-c", LOADER, path]}
+    commands = {"bare": [sys.executable, "-c", BARE, path], "process/loader": [sys.executable, "-c", LOADER, path]}
     if cli_works(path):
         commands["process/cli"] = [sys.executable, "-m", "sepconv_cli", "analyze", path, "--format", "json"]
-    for mode, command in commands.items():
-        ours = best_of(command, repeat)
+    medians = interleaved_medians(commands, repeat)
+    bare = medians.pop("bare")
+    for mode, ours in medians.items():
         print(f"{label:<10} {size:>8} {mode:<15} {bare:>9.3f} {ours:>9.3f} {ours / bare:>6.2f}")
         label = size = ""
     bare_in, ours_in = in_process(path, repeat)
@@ -95,7 +102,7 @@ def measure(label: str, path: str, repeat: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--mb", type=int, default=110, help="size of the generated model (MiB)")
     args = parser.parse_args()
     print(f"{'model':<10} {'MiB':>8} {'mode':<15} {'onnx.load':>9} {'analyze':>9} {'ratio':>6}")

@@ -26,6 +26,13 @@ from sepconv_cli.records import ConvSpec
 # only up to rounding of the cumulative sum).
 _ENERGY_SLACK = 1e-12
 
+# Singular values come from the small Gram matrix of each slice (K x K, or Cout_g x Cout_g), whose
+# eigenvalues are their squares: several times faster than an SVD of the tall slice. Eigenvalues carry
+# an error of about eps * lambda_max, so a slice whose smallest eigenvalue is below this share of its
+# largest (condition number above 100, or rank-deficient) is refined by an exact SVD; every value then
+# keeps a relative error far below 1e-9, far below anything reported.
+_GRAM_FLOOR = 1e-4
+
 
 @dataclass(frozen=True)
 class _Geometry:
@@ -170,10 +177,23 @@ class Spectrum:
         return int(reached[0]) + 1 if reached.size else self.max_rank
 
 
+def _singular_values(slices: np.ndarray) -> np.ndarray:
+    """Descending singular values of each ``(Cout_g, K)`` slice of ``slices``, float64 (see ``_GRAM_FLOOR``)."""
+    if slices.size == 0 or not np.isfinite(slices).all():
+        return np.linalg.svd(slices, compute_uv=False)
+    flipped = slices.transpose(0, 2, 1)
+    gram = flipped @ slices if slices.shape[1] >= slices.shape[2] else slices @ flipped
+    squares = np.linalg.eigvalsh(gram)[:, ::-1]
+    values = np.sqrt(np.maximum(squares, 0.0))
+    refine = ~(squares[:, -1] >= _GRAM_FLOOR * squares[:, 0])
+    if refine.any():
+        values[refine] = np.linalg.svd(slices[refine], compute_uv=False)
+    return values
+
+
 def spectrum(weight: np.ndarray, groups: int, transposed: bool = False) -> Spectrum:
-    """The per-channel singular values of ``weight`` (one batched SVD, values only)."""
-    values = np.linalg.svd(channel_slices(weight, groups, transposed), compute_uv=False)
-    return Spectrum(values=values)
+    """The per-channel singular values of ``weight`` (one batched Gram eigen-solve, values only)."""
+    return Spectrum(values=_singular_values(channel_slices(weight, groups, transposed)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import onnx
@@ -240,6 +241,50 @@ def test_calibration_flags(tmp_path):
     result = _run(str(source), "-o", str(out), "--rank", "1", "--calibrate", str(calib), "--calib-samples", "16",
                   "--format", "json")
     assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data["calibration"]["samples_fit"] + data["calibration"]["samples_holdout"] == 16
+    cal = json.loads(result.stdout)["calibration"]
+    assert cal["samples_fit"] + cal["samples_holdout"] == 16 and cal["seconds"] > 0
+    layer = cal["layers"][0]
+    assert layer["error_on"] == "holdout" and cal["end_to_end_on"] == "holdout"
+    assert layer["error_before"] == layer["holdout_error_before"]
+    assert layer["error_after"] == layer["holdout_error_after"]
     assert load_manifest(str(out) + ".manifest.json")["calibration"]["layers"][0]["name"] == "conv"
+    table = _run(str(source), "-o", str(tmp_path / "t.onnx"), "--rank", "1", "--calibrate", str(calib),
+                 "--calib-samples", "16").stderr
+    row = re.search(r"^ conv +│ 1 │ held-back inputs │ +([\d.e-]+) │ +([\d.e-]+) │ (.+)$", table, re.M)
+    assert row is not None, table
+    assert [float(row[1]), float(row[2])] == pytest.approx([layer["error_before"], layer["error_after"]], rel=1e-2)
+    assert re.search(r"model output rel L2 error on held-back inputs: [\d.e-]+ \(SVD\) -> [\d.e-]+ "
+                     r"\(calibrated\)", table)
+    assert re.search(r"in \d+\.\d\ds$", table, re.M) and "calibrate " in table
+
+
+def test_dataset_file_is_refused_and_help_says_how_to_make_one(tmp_path):
+    source, data = tmp_path / "c.onnx", tmp_path / "dataset.npz"
+    onnx.save(conv_model(ConvCase(cin=4, cout=8, spatial=(6, 6))), str(source))
+    x = np.zeros((4, 4, 6, 6), np.float32)
+    np.savez(data, x_train=x, y_train=np.zeros(4, np.int64), x_test=x, y_test=np.zeros(4, np.int64))
+    result = _run(str(source), "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--calibrate", str(data))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"sepconv: error: {data}: needs arrays named x (the model's inputs); found x_test, x_train, y_test, y_train"]
+    assert _files(tmp_path) == {"c.onnx", "dataset.npz"}
+    help_text = " ".join(RUNNER.invoke(app, ["convert", "--help"], env={"COLUMNS": "120"}).stdout.split())
+    assert "np.savez('calib.npz', input=x_train[:256])" in help_text
+
+
+def test_backends_declare_suffixes_and_runners():
+    from sepconv_cli.lazy import resolve
+    from sepconv_cli.rewriters import BACKENDS
+    from sepconv_cli.rewriters.base import ConvertOptions
+    from sepconv_cli.rewriters.torch_export import SAVERS
+
+    for fmt, target in BACKENDS.items():
+        backend = resolve(target)
+        assert backend.suffixes and callable(backend.runner), fmt
+    assert set(resolve(BACKENDS["state_dict"]).suffixes) == set(SAVERS)
+    seen = []
+    options = ConvertOptions(seed=3, progress=seen.append)
+    assert options == ConvertOptions(seed=3) and json.loads(json.dumps(options.record()))["seed"] == 3
+    options.layer_done("a")
+    ConvertOptions().layer_done("b")
+    assert seen == ["a"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from rich.console import Console
 
 from sepconv_cli import conversion
 from sepconv_cli.calib_hook import DRIVERS, REFUSED, CalibrationHook, driver_for
 from sepconv_cli.calib_loop import replan
 from sepconv_cli.calibrate import TOO_FEW_ROWS, CalibOptions
+from sepconv_cli.cli.convert import _calibration_hook, _Progress
 from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import load
 from sepconv_cli.planner import PlanOptions, make_plan
@@ -241,3 +246,25 @@ def test_every_convertible_format_has_a_calibration_route_or_a_reason():
     assert set(BACKENDS) <= set(DRIVERS) | set(REFUSED)
     with pytest.raises(UsageError, match="not supported"):
         driver_for("pt2")
+
+
+def test_cli_progress_bar_covers_calibration_on_a_terminal_only(tmp_path):
+    source, calib = str(tmp_path / "model.onnx"), str(tmp_path / "calib.npz")
+    onnx.save(_two_conv_model(np.random.default_rng(9)), source)
+    np.savez(calib, x=_inputs(8))
+    drawn = {}
+    for terminal in (True, False):
+        buf = io.StringIO()
+        progress = _Progress(calibrating=True, console=Console(file=buf, force_terminal=terminal, width=100))
+        hook = _calibration_hook(calib, 8, None, 0, progress)
+        assert hook.options.progress == progress.calibrated
+        request = conversion.ConvertRequest(source=source, output=str(tmp_path / f"{terminal}.onnx"),
+                                            plan=PlanOptions(rank=1), verify=False, after_rewrite=hook)
+        try:
+            conversion.convert(request, progress)
+        finally:
+            progress.close()
+        drawn[terminal] = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    assert re.search(r"converting layers\W+100%", drawn[True]), drawn[True]
+    assert re.search(r"calibrating\W+0%", drawn[True]) and re.search(r"calibrating\W+100%", drawn[True])
+    assert drawn[False] == ""

@@ -119,3 +119,71 @@ def test_exported_programs_are_refused_with_the_supported_route():
     program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
     with pytest.raises(UsageError, match="export it to ONNX"):
         calibrate_torch(program, program, PLAN, {"x": _x(2)})
+
+
+ARCH = '''
+import torch
+from torch import nn
+
+
+class Plain(nn.Module):
+    """A conv with neither a bias nor a BatchNorm: only a kept refit gives its pointwise conv a bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(4, 16, 3, padding=1, bias=False), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def build():
+    return Plain()
+'''
+
+
+def test_calibrated_state_dict_rebuilds_from_its_manifest(tmp_path):
+    import importlib.util
+
+    from sepconv_cli.calib_hook import CalibrationHook
+    from sepconv_cli.conversion import ConvertRequest, convert
+    from sepconv_cli.loaders.base import LoadOptions
+    from sepconv_cli.manifest import load as load_manifest
+    from sepconv_cli.planner import PlanOptions
+
+    (tmp_path / "arch.py").write_text(ARCH)
+    spec = importlib.util.spec_from_file_location("plain_arch", tmp_path / "arch.py")
+    arch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(arch)
+    torch.manual_seed(0)
+    torch.save(arch.build().state_dict(), tmp_path / "w.pt")
+    # Correlated, off-centre inputs: the SVD factors are then far from the least-squares optimum.
+    x = np.cumsum(np.random.default_rng(0).standard_normal((32, 4, 8, 8)), axis=3) + 1.0
+    np.savez(tmp_path / "calib.npz", x=x.astype(np.float32))
+    hook = CalibrationHook(str(tmp_path / "calib.npz"), CalibOptions(samples=32))
+    out = tmp_path / "w.sep.pt"
+    load = LoadOptions(arch=f"{tmp_path / 'arch.py'}:build", input_shapes=((None, (1, 4, 8, 8)),), device="cpu")
+    convert(ConvertRequest(source=str(tmp_path / "w.pt"), output=str(out), load=load, plan=PlanOptions(rank=1),
+                           after_rewrite=hook))
+    assert hook.report.layers[0].fell_back == ""  # the refit was kept, so it added a bias
+    manifest = load_manifest(str(out) + ".manifest.json")
+    layer = manifest["layers"][0]
+    assert layer["original"]["bias"] is False and layer["pointwise_bias"] is True
+    assert layer["params_after"] == 4 * 9 + 4 * 16 + 16
+    rebuilt = apply_manifest(arch.build(), manifest["layers"], depthwise_bias=manifest["depthwise_bias"])
+    rebuilt.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    t = torch.from_numpy(x[:4].astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(t), hook.result.model(t), rtol=0, atol=0)
+
+
+def test_both_torch_backends_report_each_rewritten_layer():
+    from sepconv_cli.rewriters.torch_rewriter import PT2_BACKEND
+
+    net = _net()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    for backend, native in ((MODULE_BACKEND, net), (PT2_BACKEND, program)):
+        seen = []
+        loaded = LoadedModel(report=None, handle=None, native=native)
+        backend.rewrite(loaded, PLAN, ConvertOptions(progress=seen.append))
+        assert seen == [p.name for p in PLAN.layers], backend

@@ -18,7 +18,7 @@ from sepconv_cli.budget import METRICS, budgets_from_mapping, current_figures, e
 from sepconv_cli.cli.common import handle_errors, parse_input_shapes, stdout_is_terminal, write_atomic
 from sepconv_cli.config import (GLOB_CHARS, Config, Settings, Target, discover, expand_glob, parse_growth,
                                 resolve_targets)
-from sepconv_cli.errors import UsageError
+from sepconv_cli.errors import OutputError, UsageError
 from sepconv_cli.records import CheckResult, Report, Violation
 from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for, render_markdown
 from sepconv_cli.units import Kind
@@ -186,6 +186,10 @@ def check(
     found = Config() if no_config else discover(config, os.getcwd())
     targets = resolve_targets(found, _expand_models(models), cli)
     prepared = [_prepare(t, len(targets) > 1) for t in targets]  # every refusal before any model loads
+    inputs = [p.target.path for p in prepared] + [p.baseline.source for p in prepared if p.baseline]
+    for out in filter(os.path.exists, (output or "", junit_xml or "")):
+        if any(os.path.exists(i) and os.path.samefile(out, i) for i in inputs):
+            raise OutputError(f"{out}: is a model or baseline being checked; refusing to overwrite it")
     results = tuple(o for p in prepared for o in _check_one(p))
     result = CheckResult(results)
     _render(result, fmt, output, junit_xml)

@@ -135,6 +135,9 @@ def write_atomic(path: str, data: str | bytes) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a written report gets the usual mode
         with os.fdopen(fd, mode) as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Callable, List, Optional
 
@@ -104,35 +103,36 @@ class _Progress(Events):
     def __init__(self, calibrating: bool = False, console=None) -> None:
         self._calibrating, self._console = calibrating, console
         self._bar = None
+        self._layers = 0
         self._tasks: dict[str, int] = {}
 
     def planned(self, plan) -> None:
         from rich.console import Console
 
         console = self._console or Console(stderr=True)
-        if not console.is_terminal or (len(plan.layers) < _PROGRESS_MIN_LAYERS and not self._calibrating):
+        self._layers = len(plan.layers)
+        if not console.is_terminal or (self._layers < _PROGRESS_MIN_LAYERS and not self._calibrating):
             return
         from rich.progress import Progress
 
         self._bar = Progress(console=console, transient=True)
         self._bar.start()
-        self._tasks["rewrite"] = self._bar.add_task("converting layers", total=len(plan.layers))
+        self._tasks["rewrite"] = self._bar.add_task("converting layers", total=self._layers)
 
     def layer_done(self, name: str) -> None:
         if self._bar is not None:
             self._bar.advance(self._tasks["rewrite"])
 
     def calibrated(self, name: str, done: int, total: int) -> None:
-        if self._bar is None:
-            return
-        if "calibrate" not in self._tasks:
-            self._tasks["calibrate"] = self._bar.add_task("calibrating", total=total)
-        self._bar.update(self._tasks["calibrate"], completed=done, total=total)
+        if self._bar is not None and "calibrate" in self._tasks:
+            self._bar.update(self._tasks["calibrate"], completed=done, total=total)
 
     def stage(self, name: str) -> None:
-        if self._bar is not None and name == "calibrate" and "calibrate" not in self._tasks:
-            self._tasks["calibrate"] = self._bar.add_task("calibrating", total=None)
-        elif self._bar is not None and name not in _BAR_STAGES:
+        if self._bar is None:
+            return
+        if name == "calibrate":
+            self._tasks["calibrate"] = self._bar.add_task("calibrating", total=self._layers)
+        elif name not in _BAR_STAGES:
             self.close()
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ upsampling and adaptive pooling, and it misses convs with string padding (``padd
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from sepconv_cli.loaders.torch_rows import OpEvent, Trace
@@ -19,7 +21,7 @@ FVCORE_NOTE = ("engine fvcore: MACs are fvcore FlopCountAnalysis 'flops' (1 = 1 
 
 def _cpu(model: torch.nn.Module) -> torch.nn.Module:
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
-        return model.to_empty(device="cpu")
+        return copy.deepcopy(model).to_empty(device="cpu")  # a copy: the garbage must never reach the SVD
     return model
 
 

@@ -55,7 +55,7 @@ def _on_meta(model: torch.nn.Module) -> bool:
 def _torch_load(source: str, weights_only: bool):
     try:
         return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=False)
-    except pickle.UnpicklingError as exc:
+    except (pickle.UnpicklingError, ImportError, AttributeError) as exc:  # a pickled class that cannot be imported
         if weights_only:
             raise _Refused(first_line(exc)) from None
         raise InputError(f"{source}: cannot unpickle: {first_line(exc)}") from None

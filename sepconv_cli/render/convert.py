@@ -11,8 +11,11 @@ from dataclasses import asdict
 from typing import Optional
 
 from sepconv_cli.conversion import ConversionResult
-from sepconv_cli.records import SCHEMA_VERSION, PlannedLayer, Report
+from sepconv_cli.records import SCHEMA_VERSION, CalibratedLayer, CalibrationReport, PlannedLayer, Report
 from sepconv_cli.render import text
+
+# How each error basis of a calibration report reads in the table.
+BASIS_TEXT = {"holdout": "held-back inputs", "fit": "fit inputs"}
 
 
 def _totals(report: Optional[Report]) -> Optional[dict]:
@@ -38,6 +41,26 @@ def _verification(result: ConversionResult) -> Optional[dict]:
                          "top1": o.top1} for o in v.outputs]}
 
 
+def layer_errors(layer: CalibratedLayer) -> tuple[str, Optional[float], Optional[float]]:
+    """(basis, before, after): the layer's output error with SVD vs calibrated weights, on the held-back
+    samples when some were held back (``"holdout"``), else on the samples of the fit (``"fit"``)."""
+    if layer.holdout_error_before is not None:
+        return "holdout", layer.holdout_error_before, layer.holdout_error_after
+    return "fit", layer.fit_error_before, layer.fit_error_after
+
+
+def _calibration(cal: Optional[CalibrationReport]) -> Optional[dict]:
+    """The calibration report as JSON, each layer with its preferred ``error_on``/``error_before``/
+    ``error_after`` beside the raw fit and held-back figures (relative L2 errors, seconds)."""
+    if cal is None:
+        return None
+    data = asdict(cal)
+    for entry, layer in zip(data["layers"], cal.layers):
+        basis, before, after = layer_errors(layer)
+        entry.update({"error_on": basis, "error_before": before, "error_after": after})
+    return data
+
+
 def result_dict(result: ConversionResult) -> dict:
     """The conversion as a JSON-ready dict (stable keys; see DESIGN §3 for ``model``/``totals``)."""
     lat = result.latency
@@ -54,7 +77,7 @@ def result_dict(result: ConversionResult) -> dict:
         "verification": _verification(result),
         "latency": None if lat is None else {"before_ms": lat.before_ms, "after_ms": lat.after_ms,
                                              "ratio": lat.ratio, "runs": lat.runs},
-        "calibration": None if result.calibration is None else asdict(result.calibration),
+        "calibration": _calibration(result.calibration),
         "timings_s": dict(result.timings), "notes": list(result.notes),
     }
 
@@ -109,18 +132,27 @@ def _error(value: Optional[float]) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
-def _calibration_lines(result: ConversionResult) -> list[str]:
-    cal = result.calibration
-    if cal is None:
-        return []
-    lines = [f"calibration: {cal.samples_fit} fit + {cal.samples_holdout} held-back input(s), {cal.seconds:.2f}s; "
-             f"output rel L2 error ({cal.end_to_end_on}) {_error(cal.output_error_before)} (SVD) -> "
-             f"{_error(cal.output_error_after)} (calibrated)"]
+def _calibration_lines(cal: CalibrationReport) -> list[str]:
+    """Summary of a calibration: samples, time, end-to-end output error before/after."""
+    return [f"calibration: {cal.samples_fit} fit + {cal.samples_holdout} held-back input(s) in {cal.seconds:.2f}s",
+            f"  model output rel L2 error on {BASIS_TEXT.get(cal.end_to_end_on, cal.end_to_end_on)}: "
+            f"{_error(cal.output_error_before)} (SVD) -> {_error(cal.output_error_after)} (calibrated)"]
+
+
+def _calibration_table(cal: CalibrationReport):
+    """Per layer: the layer's output error with SVD vs calibrated weights, and which weights were kept."""
+    from rich.table import Table
+
+    table = Table(title="calibrated layers (layer output rel L2 error)", show_edge=False)
+    for col in ("layer", "T", "on", "SVD", "calibrated", "kept"):
+        left = col in ("layer", "on", "kept")
+        table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
     for layer in cal.layers:
-        kept = f" [{layer.fell_back}]" if layer.fell_back else ""
-        lines.append(f"  {layer.name}: T={layer.rank}, layer error {_error(layer.fit_error_before)} -> "
-                     f"{_error(layer.fit_error_after)}{kept}")
-    return lines
+        basis, before, after = layer_errors(layer)
+        kept = layer.fell_back or "refit"  # a fallback reason already says the SVD weights were kept
+        table.add_row(layer.name, str(layer.rank), BASIS_TEXT.get(basis, basis), _error(before), _error(after),
+                      kept + (f" ({layer.note})" if layer.note else ""))
+    return table
 
 
 def _latency_lines(result: ConversionResult) -> list[str]:
@@ -161,7 +193,11 @@ def render_table(result: ConversionResult, width: int = 100, color: bool = False
         console.print(f"left alone: {len(result.plan.skipped)} conv(s)", markup=False)
         for s in result.plan.skipped[:20]:
             console.print(f"  {s.name}: {s.reason}", markup=False)
-    lines = _calibration_lines(result) + _verify_lines(result) + _latency_lines(result)
+    if result.calibration is not None:
+        for line in _calibration_lines(result.calibration):
+            console.print(line, markup=False)
+        console.print(_calibration_table(result.calibration))
+    lines = _verify_lines(result) + _latency_lines(result)
     for line in lines + [f"note: {n}" for n in result.notes]:
         console.print(line, markup=False)
     if result.timings:

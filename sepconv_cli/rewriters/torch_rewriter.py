@@ -204,10 +204,14 @@ class Pt2Backend(ModuleBackend):
     """Backend for ``.pt2`` sources: graph rewrite of the ExportedProgram, then a fresh export."""
 
     def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions) -> Converted:
-        """Rewrite the exported graph (the loaded program is never mutated)."""
+        """Rewrite the exported graph (the loaded program is never mutated); the graph is rewritten in one
+        pass, so ``options.progress`` hears of every layer at its end."""
         from sepconv_cli.rewriters.torch_pt2 import rewrite_program
 
-        return rewrite_program(loaded.native, plan, options)
+        converted = rewrite_program(loaded.native, plan, options)
+        for planned in converted.plan.layers:
+            options.layer_done(planned.name)
+        return converted
 
 
 def _identity() -> Any:
