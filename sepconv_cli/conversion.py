@@ -21,7 +21,7 @@ from sepconv_cli import planner
 from sepconv_cli import verify as verify_mod
 from sepconv_cli.errors import OutputError, PlanError, SepconvError, UsageError
 from sepconv_cli.loaders import LoadedModel, LoadOptions, detect_format, loader_for
-from sepconv_cli.records import Plan, Report
+from sepconv_cli.records import Plan, Report, is_static
 from sepconv_cli.rewriters import Backend, Converted, ConvertOptions, backend_for
 
 
@@ -141,6 +141,14 @@ def run_target(fmt: str, native: Any, path: Optional[str]) -> Any:
     return path if fmt == "onnx" and path else native
 
 
+def _analysed_shapes(report: Report) -> Optional[dict]:
+    """The analysed input shapes by name when all are static (exporters need concrete examples)."""
+    shapes = {t.name: t.shape for t in report.model.inputs}
+    if shapes and all(is_static(shape) for shape in shapes.values()):
+        return shapes
+    return None
+
+
 def verification_inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
     """Verification inputs (``--inputs`` file or seeded random ones) and where they came from."""
     if request.inputs_path:
@@ -152,14 +160,17 @@ def verification_inputs(request: ConvertRequest, report: Report) -> tuple[dict, 
 
 
 def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: tuple[dict, str]) -> tuple:
-    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed`` = (inputs, source)."""
+    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed`` = (inputs, source,
+    the model's fixed batch size or None): samples beyond a fixed batch run in chunks of it."""
     before, after = models
-    inputs, source = feed
+    inputs, source, batch = feed
     run_before, run_after = backend.runner(before), backend.runner(after)
-    result = verify_mod.verify(run_before(inputs), run_after(inputs), source, request.tolerance)
+    result = verify_mod.verify(verify_mod.run_chunked(run_before, inputs, batch),
+                               verify_mod.run_chunked(run_after, inputs, batch), source, request.tolerance)
     latency = None
     if request.benchmark:
-        latency = verify_mod.benchmark(lambda: run_before(inputs), lambda: run_after(inputs))
+        one = verify_mod.chunks(inputs, batch)[0]  # latency of one model call
+        latency = verify_mod.benchmark(lambda: run_before(one), lambda: run_after(one))
     return result, latency
 
 
@@ -231,11 +242,12 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
         result.calibration = getattr(request.after_rewrite, "report", None)
     result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
     staged = os.path.join(tmpdir, os.path.basename(output))
-    shapes = dict(request.load.input_shapes) or None
+    shapes = dict(request.load.input_shapes) or _analysed_shapes(loaded.report)
     clock.run("save", backend.save, converted, staged, shapes)
     if request.verify:
         before = run_target(fmt, loaded.native, loaded.report.model.path)
         models = (before, run_target(fmt, converted.native, staged))
+        feed = (*feed, verify_mod.fixed_batch(loaded.report.model.inputs))
         result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed)
     after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
     result.after = after

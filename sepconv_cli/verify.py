@@ -190,8 +190,12 @@ def _checked(path: str, info: TensorInfo, array: np.ndarray) -> np.ndarray:
         raise InputError(f"{path}: array {info.name!r} has dtype {array.dtype}, the model expects {want}")
     shape = info.shape
     if shape is not None:
+        # a fixed leading batch dim takes any number of samples: they run in chunks of that size
+        batched = bool(shape) and isinstance(shape[0], int) and array.ndim == len(shape) and (
+            array.shape[0] % shape[0] == 0)
         bad = len(shape) != array.ndim or any(
-            isinstance(d, int) and d != a for d, a in zip(shape, array.shape))
+            isinstance(d, int) and d != a and not (axis == 0 and batched)
+            for axis, (d, a) in enumerate(zip(shape, array.shape)))
         if bad:
             raise ShapeError(f"{path}: array {info.name!r} has shape {format_shape(array.shape)}, "
                              f"the model expects {format_shape(shape)}")
@@ -200,6 +204,29 @@ def _checked(path: str, info: TensorInfo, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise InputError(f"{path}: array {info.name!r} contains NaN or Inf")
     return array
+
+
+def fixed_batch(inputs: tuple[TensorInfo, ...]) -> int | None:
+    """The static leading (batch) dim shared by the model inputs, or None when any is dynamic/unknown."""
+    dims = {i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in inputs}
+    return dims.pop() if len(dims) == 1 else None
+
+
+def chunks(arrays: Arrays, batch: int | None) -> list[Arrays]:
+    """Split every array along axis 0 into runs of ``batch`` samples (one run when ``batch`` is None or
+    the arrays already have that many)."""
+    total = min(int(a.shape[0]) for a in arrays.values()) if arrays else 0
+    if batch is None or total <= batch:
+        return [dict(arrays)]
+    return [{k: v[start:start + batch] for k, v in arrays.items()} for start in range(0, total, batch)]
+
+
+def run_chunked(run: Callable[[Arrays], Arrays], arrays: Arrays, batch: int | None) -> Arrays:
+    """Run ``run`` over ``chunks(arrays, batch)`` and concatenate each output along axis 0."""
+    parts = [run(part) for part in chunks(arrays, batch)]
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([np.asarray(p[name]) for p in parts], axis=0) for name in parts[0]}
 
 
 def verify(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], source: str,

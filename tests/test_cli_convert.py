@@ -288,3 +288,27 @@ def test_backends_declare_suffixes_and_runners():
     options.layer_done("a")
     ConvertOptions().layer_done("b")
     assert seen == ["a"]
+
+
+def test_many_samples_run_in_chunks_of_a_fixed_batch(vgg, tmp_path):
+    """The seed VGG's batch dim is fixed at 1: a 5-sample file runs as 5 calls, all of them compared."""
+    inputs = tmp_path / "five.npz"
+    np.savez(inputs, x=np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32))
+    result = _run(vgg, "-o", str(tmp_path / "o.onnx"), "--rank", "full", "--inputs", str(inputs),
+                  "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    verification = json.loads(result.stdout)["verification"]
+    assert verification["samples"] == 5 and verification["rel_l2"] <= 1e-5
+
+
+def test_sample_count_not_a_multiple_of_the_fixed_batch_is_refused(tmp_path):
+    model = vgg_cifar()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 2
+    path = tmp_path / "b2.onnx"
+    onnx.save(model, str(path))
+    inputs = tmp_path / "three.npz"
+    np.savez(inputs, x=np.zeros((3, 3, 32, 32), np.float32))
+    result = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--inputs", str(inputs))
+    assert result.exit_code == 2 and "3x3x32x32" in result.stderr and "2x3x32x32" in result.stderr
+    assert _files(tmp_path) == {"b2.onnx", "three.npz"}
