@@ -7,7 +7,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from sepconv_cli.cli.common import handle_errors, parse_input_shapes
+from sepconv_cli.cli.common import handle_errors, parse_input_shapes, terminal_width
 from sepconv_cli.conversion import ConvertRequest, Events
 from sepconv_cli.conversion import convert as run_pipeline
 from sepconv_cli.errors import UsageError
@@ -42,9 +42,7 @@ class ConvertFormat(str, Enum):
 def _table(result) -> tuple[str, bool]:
     from sepconv_cli.render.convert import render_table
 
-    import shutil
-
-    return render_table(result, width=max(100, shutil.get_terminal_size((100, 24)).columns)), True
+    return render_table(result, width=terminal_width()), True
 
 
 def _json(result) -> tuple[str, bool]:
