@@ -48,7 +48,8 @@ Hook = Callable[[LoadedModel, Converted, Backend], Converted]
 @dataclass(frozen=True)
 class ConvertRequest:
     """Everything one conversion needs. ``after_rewrite`` may transform the converted model before it is
-    saved (calibration plugs in here); ``seed`` drives random inputs and ``--init random``."""
+    saved (calibration plugs in here); ``seed`` drives random inputs and ``--init random``;
+    ``inputs_limit`` caps the verification samples read from ``inputs_path`` (first N along axis 0)."""
 
     source: str
     output: Optional[str]
@@ -62,6 +63,7 @@ class ConvertRequest:
     benchmark: bool = False
     seed: int = 0
     after_rewrite: Optional[Hook] = None
+    inputs_limit: Optional[int] = None
 
 
 @dataclass
@@ -152,7 +154,10 @@ def _analysed_shapes(report: Report) -> Optional[dict]:
 def verification_inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
     """Verification inputs (``--inputs`` file or seeded random ones) and where they came from."""
     if request.inputs_path:
-        return verify_mod.load_inputs(request.inputs_path, report.model.inputs), request.inputs_path
+        arrays = verify_mod.load_inputs(request.inputs_path, report.model.inputs)
+        if request.inputs_limit is not None:
+            arrays = {name: array[:request.inputs_limit] for name, array in arrays.items()}
+        return arrays, request.inputs_path
     try:
         return verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})"
     except SepconvError as exc:

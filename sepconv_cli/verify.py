@@ -163,7 +163,8 @@ def load_inputs(path: str, inputs: tuple[TensorInfo, ...]) -> Arrays:
         arrays = {inputs[0].name: next(iter(arrays.values()))}
     missing = [i.name for i in inputs if i.name not in arrays]
     if missing:
-        raise InputError(f"{path}: no array for input(s) {', '.join(missing)} (has {', '.join(arrays)})")
+        raise InputError(f"{path}: needs arrays named {', '.join(missing)} (the model's inputs); "
+                         f"found {', '.join(sorted(arrays))}")
     return {info.name: _checked(path, info, arrays[info.name]) for info in inputs}
 
 

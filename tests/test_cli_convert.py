@@ -312,3 +312,14 @@ def test_sample_count_not_a_multiple_of_the_fixed_batch_is_refused(tmp_path):
     result = _run(str(path), "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--inputs", str(inputs))
     assert result.exit_code == 2 and "3x3x32x32" in result.stderr and "2x3x32x32" in result.stderr
     assert _files(tmp_path) == {"b2.onnx", "three.npz"}
+
+
+def test_calibration_inputs_verify_when_no_inputs_file_is_given(tmp_path):
+    source, calib = tmp_path / "c.onnx", tmp_path / "calib.npz"
+    onnx.save(conv_model(ConvCase(cin=4, cout=8, spatial=(6, 6))), str(source))
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((80, 4, 6, 6)).astype(np.float32))
+    result = _run(str(source), "-o", str(tmp_path / "o.onnx"), "--rank", "1", "--calibrate", str(calib),
+                  "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    verification = json.loads(result.stdout)["verification"]
+    assert verification["inputs"] == str(calib) and verification["samples"] == 64

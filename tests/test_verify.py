@@ -106,7 +106,7 @@ def test_load_inputs_bad_files(tmp_path):
         load_inputs(str(junk), (IMAGE,))
     two = tmp_path / "two.npz"
     np.savez(two, a=np.ones(1), b=np.ones(1))
-    with pytest.raises(InputError, match="no array for input"):
+    with pytest.raises(InputError, match="needs arrays named"):
         load_inputs(str(two), (IMAGE,))
     with pytest.raises(InputError, match="no such file"):
         load_inputs(str(tmp_path / "missing.npz"), (IMAGE,))

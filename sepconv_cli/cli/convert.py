@@ -17,7 +17,8 @@ from sepconv_cli.planner import Init, PlanOptions
 HELP = (
     "Rewrite regular convolutions as depthwise-separable (depthwise -> 1x1 pointwise) by per-channel SVD, "
     "verify the result numerically and write it with a JSON manifest beside it.\n\n"
-    "Rank rules (pick one): --rank T | --rank full | --energy E (default 0.9) | --max-error E. "
+    "Rank rules (pick one): --rank T | --rank full | --energy E (default 0.9) | --max-error E; "
+    "with --calibrate, --max-output-error E alone searches each layer's rank from T=1. "
     "Exit codes: 0 ok, 1 verification error above --tolerance (the file is still written), 2 refused or failed.\n\n"
     "Calibration (--calibrate FILE) refits each converted layer's pointwise weights and bias on unlabeled "
     "inputs. FILE is an .npz holding one array per model input, keyed by the input's name (any name for a "
@@ -25,7 +26,15 @@ HELP = (
     "a folder of such .npz files or of .npy files (single-input models). A dataset file with other arrays "
     "(labels, splits) cannot be used directly: save the inputs alone, e.g. in Python "
     "np.savez('calib.npz', input=x_train[:256]) where 'input' is the model's input name (see "
-    "`sepconv analyze MODEL --format json`, model.inputs)."
+    "`sepconv analyze MODEL --format json`, model.inputs). With --calibrate and no --inputs, verification runs "
+    "on the first 64 calibration inputs (real data says more than random noise).\n\n"
+    "Examples:\n\n"
+    "\b\n"
+    "  sepconv convert model.onnx -o model.sep.onnx                      # every candidate at --energy 0.9\n"
+    "  sepconv convert model.onnx -o m.onnx --rank full --tolerance 1e-5  # lossless: proves the rewrite\n"
+    "  sepconv convert model.onnx -o m.onnx --rank 1 --calibrate calib.npz --benchmark\n"
+    "  sepconv convert model.onnx --top 3 --energy 0.95 --dry-run         # print the plan only\n"
+    "  sepconv convert mypkg.nets:build -o net.pt2 --input-shape 1x3x224x224"
 )
 
 # Layers to rewrite before a progress bar is worth drawing.
@@ -53,6 +62,10 @@ def _json(result) -> tuple[str, bool]:
 
 # format -> renderer returning (text, goes_to_stderr)
 RENDERERS: dict[ConvertFormat, Callable] = {ConvertFormat.TABLE: _table, ConvertFormat.JSON: _json}
+
+
+# Verification samples taken from a --calibrate file when no --inputs is given.
+_CALIBRATION_VERIFY_SAMPLES = 64
 
 
 def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional[float]) -> dict:
@@ -176,16 +189,21 @@ def convert(
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
     if not verify and (tolerance is not None or benchmark):
         raise UsageError("--tolerance and --benchmark run the models: drop --no-verify")
+    rule = parse_rank(rank, energy, max_error)
+    if max_output_error is not None and not any(v is not None and v is not False for v in rule.values()):
+        rule = {"rank": 1}  # admit every candidate: calibration searches each layer's rank from T=1 up
     plan = PlanOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), top=top, min_saving=min_saving,
-                       init=init.value, fold_bn=fold_bn, depthwise_bias=depthwise_bias,
-                       **parse_rank(rank, energy, max_error))
+                       init=init.value, fold_bn=fold_bn, depthwise_bias=depthwise_bias, **rule)
     load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
                        trust_pickle=trust_pickle, device="cpu")
     progress = _Progress(calibrating=calibrate is not None)
     hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed, progress)
+    inputs_limit = None
+    if inputs is None and calibrate is not None and calibrate.endswith(".npz"):
+        inputs, inputs_limit = calibrate, _CALIBRATION_VERIFY_SAMPLES
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
-                             after_rewrite=hook)
+                             after_rewrite=hook, inputs_limit=inputs_limit)
     try:
         result = run_pipeline(request, events=progress)
     finally:
