@@ -253,7 +253,7 @@ def test_calibration_flags(tmp_path):
     row = re.search(r"^ conv +│ 1 │ held-back inputs │ +([\d.e-]+) │ +([\d.e-]+) │ (.+)$", table, re.M)
     assert row is not None, table
     assert [float(row[1]), float(row[2])] == pytest.approx([layer["error_before"], layer["error_after"]], rel=1e-2)
-    assert re.search(r"model output rel L2 error on held-back inputs: [\d.e-]+ \(SVD\) -> [\d.e-]+ "
+    assert re.search(r"output rel L2 error on held-back inputs: [\d.e-]+ \(SVD\) -> [\d.e-]+ "
                      r"\(calibrated\)", table)
     assert re.search(r"in \d+\.\d\ds$", table, re.M) and "calibrate " in table
 

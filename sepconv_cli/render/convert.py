@@ -135,23 +135,41 @@ def _error(value: Optional[float]) -> str:
 def _calibration_lines(cal: CalibrationReport) -> list[str]:
     """Summary of a calibration: samples, time, end-to-end output error before/after."""
     return [f"calibration: {cal.samples_fit} fit + {cal.samples_holdout} held-back input(s) in {cal.seconds:.2f}s",
-            f"  model output rel L2 error on {BASIS_TEXT.get(cal.end_to_end_on, cal.end_to_end_on)}: "
+            f"  output rel L2 error on {BASIS_TEXT.get(cal.end_to_end_on, cal.end_to_end_on)}: "
             f"{_error(cal.output_error_before)} (SVD) -> {_error(cal.output_error_after)} (calibrated)"]
+
+
+def _name_width(names) -> int:
+    """Width of the layer column: the longest name, up to 28 characters (longer names fold)."""
+    return min(max((len(n) for n in names), default=5), 28)
+
+
+def _table(title: str, columns: tuple[tuple[str, bool], ...], name_width: int):
+    """A table in the look of `analyze`: a rule under the header, no borders, the first column at
+    ``name_width``; ``columns`` are (header, left-aligned)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, (col, left) in enumerate(columns):
+        table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=i > 0,
+                         min_width=name_width if i == 0 else None)
+    return table
 
 
 def _calibration_table(cal: CalibrationReport):
     """Per layer: the layer's output error with SVD vs calibrated weights, and which weights were kept."""
-    from rich.table import Table
-
-    table = Table(title="calibrated layers (layer output rel L2 error)", show_edge=False)
-    for col in ("layer", "T", "on", "SVD", "calibrated", "kept"):
-        left = col in ("layer", "on", "kept")
-        table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+    bases = {layer_errors(layer)[0] for layer in cal.layers}
+    on = BASIS_TEXT.get(bases.pop(), "") if len(bases) == 1 else ""
+    title = f"calibrated layers (output rel L2 error{', ' + on if on else ''})"
+    columns = (("layer", True), ("T", False)) + ((("on", True),) if not on else ()) + (
+        ("SVD", False), ("calibrated", False), ("kept", True))
+    table = _table(title, columns, _name_width(layer.name for layer in cal.layers))
     for layer in cal.layers:
         basis, before, after = layer_errors(layer)
         kept = layer.fell_back or "refit"  # a fallback reason already says the SVD weights were kept
-        table.add_row(layer.name, str(layer.rank), BASIS_TEXT.get(basis, basis), _error(before), _error(after),
-                      kept + (f" ({layer.note})" if layer.note else ""))
+        cells = [layer.name, str(layer.rank)] + ([] if on else [BASIS_TEXT.get(basis, basis)])
+        table.add_row(*cells, _error(before), _error(after), kept + (f" ({layer.note})" if layer.note else ""))
     return table
 
 
@@ -166,16 +184,15 @@ def _latency_lines(result: ConversionResult) -> list[str]:
 
 
 def _layers_table(result: ConversionResult):
-    from rich.table import Table
-
-    table = Table(title="converted layers", show_edge=False)
-    for col in ("layer", "T", "params", "MACs", "energy", "weight err", "BN"):
-        left = col in ("layer", "BN")
-        table.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+    """Per converted layer: rank, params and MACs before -> after, energy kept, weight error, BN folded."""
+    columns = (("layer", True), ("T", False), ("params", False), ("MACs", False), ("energy", False),
+               ("w.err", False), ("BN", True))
+    table = _table("converted layers (energy kept, rel. weight error at T)", columns,
+                   _name_width(p.name for p in result.plan.layers))
     for p in result.plan.layers:
         table.add_row(p.name, str(p.rank), _change(p.params_before, p.params_after, ratio=False),
-                      _change(p.macs_before, p.macs_after), _number(p.energy), _number(p.weight_error),
-                      "folded" if p.bn_folded else "")
+                      _change(p.macs_before, p.macs_after, ratio=False), _error(p.energy), _error(p.weight_error),
+                      "yes" if p.bn_folded else "")
     return table
 
 
