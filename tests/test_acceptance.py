@@ -276,8 +276,6 @@ def test_check_reads_shapes_without_the_external_data_bytes(tmp_path, monkeypatc
     assert json.loads(result.stdout)["results"][0]["value"] == 8 * 3 * 9
 
 
-@pytest.mark.xfail(strict=True, reason="a missing external-data file escapes as an internal ValidationError "
-                   "(loaders/onnx_weights.py WeightCatalogue.array)")
 @pytest.mark.parametrize("cmd", ["analyze", "convert"])
 def test_missing_external_data_file_is_never_an_internal_error(tmp_path, monkeypatch, cmd):
     _external_data_model_without_its_data(tmp_path, monkeypatch)

@@ -11,12 +11,15 @@ Units: elements and bytes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from math import prod
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from sepconv_cli.errors import InputError
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                          onnx.TensorProto.BFLOAT16})
@@ -125,11 +128,24 @@ class WeightCatalogue:
         if key is None:
             return None
         if key in self._tensors:
-            return numpy_helper.to_array(self._tensors[key], base_dir=self.base_dir)
+            return _read_tensor(self._tensors[key], self.base_dir, name)
         node = self._nodes[key]
         if node.op_type == "ConstantOfShape":
             return _fill(node, self.sources[key])
         return _constant_array(node, self.base_dir)
+
+
+def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarray:
+    """The tensor's values; InputError naming the data file when external data cannot be read."""
+    try:
+        return numpy_helper.to_array(tensor, base_dir=base_dir)
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        where = os.path.join(base_dir, location) if location else base_dir
+        reason = "no such file" if location and not os.path.isfile(where) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise InputError(f"{where}: external data of weight {name!r} cannot be read ({reason}); counts need "
+                         f"only shapes (sepconv check works), weights need this file") from None
 
 
 def _constant_source(node: onnx.NodeProto) -> WeightSource | None:
