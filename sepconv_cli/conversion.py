@@ -276,12 +276,11 @@ _NOT_REANALYSABLE = (".pt", ".pth")
 def _reanalyse(staged: str, output: str, options: LoadOptions, notes: list[str]) -> Optional[Report]:
     """The loader's report of the written file, with the final path in it (None, with a note, for a
     state_dict output, which cannot be read back without the converted architecture)."""
-    try:
-        fmt = detect_format(staged, options)
-        report = loader_for(fmt)(staged, options).report
-    except SepconvError as exc:
-        if not output.endswith(_NOT_REANALYSABLE):
-            raise
-        notes.append(f"output not re-analysed: {exc}")
+    if output.endswith(_NOT_REANALYSABLE):
+        notes.append(f"{output} is a state_dict of the converted structure, not re-analysed: rebuild it from the "
+                     f"original architecture with the manifest (rewriters.torch_modules.apply_manifest), "
+                     f"then load_state_dict")
         return None
+    fmt = detect_format(staged, options)
+    report = loader_for(fmt)(staged, options).report
     return replace(report, model=replace(report.model, path=output))
