@@ -397,3 +397,19 @@ def test_fvcore_engine_on_a_meta_model_never_reports_energy_of_uninitialised_mem
         assert [c["energy_t1"] for c in report["candidates"]] == [None]
         assert report["totals"]["macs"] == 8 * 8 * 8 * 3 * 9
         assert "meta device" in result.stderr
+
+
+def test_check_budgets_a_state_dict_with_its_architecture(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sd_arch.py").write_text(
+        "import torch\n\ndef build(width=8):\n"
+        "    net = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.ReLU())\n"
+        "    net.example_input_shapes = [(1, 3, 8, 8)]\n    return net\n")
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU()).state_dict(), tmp_path / "sd.pt")
+    args = ["check", "sd.pt", "--no-config", "--max-params", "500", "--arch", "sd_arch.py:build",
+            "--kwargs", '{"width": 16}', "-f", "json"]
+    result = CliRunner().invoke(app, args, env=ENV)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["results"][0]["value"] == 3 * 16 * 9 + 16
+    tight = CliRunner().invoke(app, [*args[:4], "400", *args[5:]], env=ENV)
+    assert tight.exit_code == 1, tight.stderr

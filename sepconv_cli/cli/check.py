@@ -15,7 +15,8 @@ import typer
 
 from sepconv_cli.baseline import Baseline, load_baseline
 from sepconv_cli.budget import METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth
-from sepconv_cli.cli.common import handle_errors, parse_input_shapes, stdout_is_terminal, write_atomic
+from sepconv_cli.cli.common import (ARCH_OPTION, KWARGS_OPTION, TRUST_PICKLE_OPTION, handle_errors, parse_input_shapes,
+                                    stdout_is_terminal, write_atomic)
 from sepconv_cli.config import (GLOB_CHARS, Config, Settings, Target, discover, expand_glob, parse_growth,
                                 resolve_targets)
 from sepconv_cli.errors import OutputError, UsageError
@@ -101,11 +102,13 @@ def _file_size(report: Report, path: str) -> int:
     return os.path.getsize(path)
 
 
-def _check_one(prepared: Prepared) -> tuple[Violation, ...]:
+def _check_one(prepared: Prepared, torch_options: tuple[str, Optional[str], bool]) -> tuple[Violation, ...]:
     from sepconv_cli.loaders import LoadOptions, load
 
     target, base = prepared.target, prepared.baseline
-    report = load(target.path, LoadOptions(input_shapes=prepared.shapes)).report
+    kwargs_json, arch, trust_pickle = torch_options
+    report = load(target.path, LoadOptions(input_shapes=prepared.shapes, kwargs_json=kwargs_json, arch=arch,
+                                           trust_pickle=trust_pickle)).report
     size = _file_size(report, target.path)
     outcomes = evaluate(report, target.settings.budgets, size, model=target.path)
     if base is None:
@@ -174,6 +177,9 @@ def check(
                                          "(atomically) instead of stdout.", show_default=False),
     junit_xml: Optional[str] = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
                                             "(one run gives annotations and a test report).", show_default=False),
+    kwargs: str = KWARGS_OPTION,
+    arch: Optional[str] = ARCH_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
 ) -> None:
     """Check models against their budgets; exit 1 when any is exceeded."""
     flags = {"max-params": max_params, "max-macs": max_macs, "max-flops": max_flops,
@@ -190,7 +196,7 @@ def check(
     for out in filter(os.path.exists, (output or "", junit_xml or "")):
         if any(os.path.exists(i) and os.path.samefile(out, i) for i in inputs):
             raise OutputError(f"{out}: is a model or baseline being checked; refusing to overwrite it")
-    results = tuple(o for p in prepared for o in _check_one(p))
+    results = tuple(o for p in prepared for o in _check_one(p, (kwargs, arch, trust_pickle)))
     result = CheckResult(results)
     _render(result, fmt, output, junit_xml)
     _append_step_summary(result)
