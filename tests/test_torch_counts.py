@@ -90,11 +90,18 @@ def test_transformer_linear_over_sequence_attention_and_einsum():
 
 
 def test_attention_flash_kernel_on_cpu_counts_two_matmuls():
+    """Run for real on the CPU, attention takes the fused flash kernel: it still costs its two matmuls
+    (batch 2, 4 heads, 10 queries x 10 keys, head dim 8), and the total equals the meta path's."""
+    from sepconv_cli.loaders.torch_count import Mode, trace_module
+
     torch.manual_seed(0)
-    real = analyze(TransformerBlock().eval(), (2, 10, 32)).report
-    kernels = [layer for layer in real.layers if layer.op == "scaled_dot_product_attention"]
-    assert [layer.macs for layer in kernels] == [2 * 4 * 10 * 10 * 8 * 2]
-    assert real.macs == analyze(meta(TransformerBlock), (2, 10, 32)).report.macs
+    model = TransformerBlock().eval()
+    trace = trace_module(model, (torch.randn(2, 10, 32),), mode=Mode.REAL)
+    kernels = [e.macs for e in trace.events if e.op == "scaled_dot_product_attention"]
+    assert kernels == [2 * 4 * 10 * 10 * 8 * 2]
+    default = analyze(model, (2, 10, 32)).report
+    assert sum(e.macs or 0 for e in trace.events if e.known) == default.macs
+    assert default.macs == analyze(meta(TransformerBlock), (2, 10, 32)).report.macs
 
 
 def _fvcore(model, x):
@@ -177,3 +184,22 @@ def test_computed_kernel_is_counted_but_not_constant():
     row = loaded.report.layer("convolution_0")
     assert row.macs == 4 * 4 * 4 * 3 * 9 and row.conv.stride == (2, 2)
     assert not row.weight_constant and loaded.handle.conv_weights("convolution_0") is None
+
+
+class _DataDependent(torch.nn.Module):
+    """Takes a branch on a tensor's value: no meta or fake pass can run it, only real arithmetic."""
+
+    def __init__(self):
+        super().__init__()
+        self.small = torch.nn.Conv2d(3, 4, 1)
+        self.big = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.big(x) if bool(x.sum() > 0) else self.small(x)
+
+
+def test_data_dependent_forward_falls_back_to_real_arithmetic():
+    report = analyze(_DataDependent().eval(), (1, 3, 8, 8)).report
+    # inputs are zeros, so the 1x1 branch runs: 4 * 8 * 8 * 3 MACs, and only that module is a row
+    assert report.macs == 4 * 8 * 8 * 3
+    assert [layer.name for layer in report.layers if layer.macs] == ["small"]

@@ -16,7 +16,7 @@ import torch
 
 from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
-from sepconv_cli.loaders.torch_count import ForwardError, trace_module
+from sepconv_cli.loaders.torch_count import ForwardError, Mode, trace_module
 from sepconv_cli.loaders.torch_fvcore import fvcore_trace
 from sepconv_cli.loaders.torch_handle import ModuleHandle
 from sepconv_cli.loaders.torch_rows import Trace, build_report, with_bn_folded
@@ -31,14 +31,17 @@ class Engine(str, Enum):
 
 
 def _sepconv_engine(model, inputs, kw_inputs, scripted) -> Trace:
-    """Shapes only: meta tensors as they are, real weights under a FakeTensorMode; a forward that needs
-    values (data-dependent control flow) is run for real."""
+    """Shapes only: meta tensors as they are; real weights are swapped for meta stand-ins (fastest), then
+    run under a FakeTensorMode when an op has no meta kernel; a forward that needs values (data-dependent
+    control flow) is run for real."""
     if any(t.is_meta for t in inputs) or scripted:
         return trace_module(model, inputs, kw_inputs, scripted)
-    try:
-        return trace_module(model, inputs, kw_inputs, scripted, fake=True)
-    except ForwardError:
-        return trace_module(model, inputs, kw_inputs, scripted)
+    for mode in (Mode.META, Mode.FAKE):
+        try:
+            return trace_module(model, inputs, kw_inputs, scripted, mode)
+        except ForwardError:
+            pass
+    return trace_module(model, inputs, kw_inputs, scripted)
 
 
 def _fvcore_engine(model, inputs, kw_inputs, scripted) -> Trace:

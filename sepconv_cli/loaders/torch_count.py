@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Optional
 
 import torch
@@ -24,6 +25,14 @@ from torch.utils.weak import WeakIdKeyDictionary
 from sepconv_cli.loaders import torch_ops
 from sepconv_cli.loaders.torch_rows import ModuleCall, OpEvent, Trace, conv_spec_from_op
 from sepconv_cli.records import ConvSpec
+
+
+class Mode(Enum):
+    """How a forward is run for counting: on meta stand-ins, under fake tensors, or for real."""
+
+    META = "meta"
+    FAKE = "fake"
+    REAL = "real"
 
 
 class ForwardError(Exception):
@@ -149,20 +158,25 @@ class Tracer:
             self.trace.modules[frame.name] = ModuleCall(frame.name, frame.type_name, frame.shapes,
                                                         shapes_of(out), module_conv_spec(module))
 
-    def run(self, inputs: tuple, kw_inputs: dict, fake: bool = False) -> Trace:
-        """Call the model once (under a ``FakeTensorMode`` when ``fake``: shapes only, no arithmetic);
+    def run(self, inputs: tuple, kw_inputs: dict, mode: "Mode" = None) -> Trace:
+        """Call the model once (``Mode.META``: weights and inputs swapped for meta stand-ins, the fastest
+        shapes-only pass; ``Mode.FAKE``: under a ``FakeTensorMode``; ``Mode.REAL``: real arithmetic);
         raise ``ForwardError`` naming the innermost failing module."""
+        mode = mode or Mode.REAL
         handles = []
         if not self.scripted:
             for module in self.model.modules():
                 handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
                 handles.append(module.register_forward_hook(self._post, with_kwargs=True))
         try:
-            with torch.no_grad(), _fake_mode(fake) as mode:
-                if mode is not None:
-                    inputs, kw_inputs = tree_map_only(torch.Tensor, mode.from_tensor, (inputs, kw_inputs))
-                with _Recorder(self):
-                    out = self.model(*inputs, **kw_inputs)
+            with torch.no_grad(), _fake_mode(mode is Mode.FAKE) as fake_mode:
+                if fake_mode is not None:
+                    inputs, kw_inputs = tree_map_only(torch.Tensor, fake_mode.from_tensor, (inputs, kw_inputs))
+                if mode is Mode.META:
+                    out = self._call_on_meta(inputs, kw_inputs)
+                else:
+                    with _Recorder(self):
+                        out = self.model(*inputs, **kw_inputs)
         except Exception as exc:  # noqa: BLE001 - any forward failure becomes a located ForwardError
             frame = self.stack[-1] if self.stack else _Frame("", type(self.model).__name__,
                                                              shapes_of((inputs, kw_inputs)))
@@ -172,6 +186,17 @@ class Tracer:
                 handle.remove()
         self._finish_dataflow(out)
         return self.trace
+
+    def _call_on_meta(self, inputs: tuple, kw_inputs: dict) -> Any:
+        """Forward with every parameter and buffer replaced by a meta tensor of its shape (no memory, no
+        arithmetic; the module's own tensors are untouched). Stand-ins keep their original's name."""
+        state = {}
+        for name, tensor in list(self.model.named_parameters()) + list(self.model.named_buffers()):
+            state[name] = torch.empty_like(tensor, device="meta")
+            self.param_names[state[name]] = name
+        inputs, kw_inputs = tree_map_only(torch.Tensor, lambda t: t.to("meta"), (inputs, kw_inputs))
+        with _Recorder(self):
+            return torch.func.functional_call(self.model, state, inputs, kw_inputs, strict=True)
 
     def _finish_dataflow(self, out: Any) -> None:
         for t in tree_leaves(out):
@@ -219,6 +244,6 @@ def _eval_bn(name: str, args: tuple) -> bool:
 
 
 def trace_module(model: torch.nn.Module, inputs: tuple, kw_inputs: dict | None = None,
-                 scripted: bool = False, fake: bool = False) -> Trace:
+                 scripted: bool = False, mode: Mode = Mode.REAL) -> Trace:
     """Trace ``model`` (eval mode, no grad) on ``inputs``; see ``Tracer``."""
-    return Tracer(model, scripted).run(inputs, kw_inputs or {}, fake)
+    return Tracer(model, scripted).run(inputs, kw_inputs or {}, mode)
