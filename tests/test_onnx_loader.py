@@ -213,6 +213,59 @@ def test_quantized_weights_fed_to_dequantize_are_params(tmp_path):
              helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv")]
     m = model(nodes, [vinfo("x", (1, 4, 5, 5))], [vinfo("y", (1, 2, 3, 3))], [q, scale, zero])
     report = analyse(m, tmp_path).report
-    assert report.params == 72 + 1  # int8 kernel + float scale; the int8 zero point is not a weight
+    assert report.params == 72  # the int8 kernel; the rank-0 scale and zero point are literals, not weights
     assert report.layer("/conv/Conv").macs == 2 * 9 * 4 * 9
     assert dict(report.weight_bytes) == {"int8": 73, "float32": 4}
+
+
+def test_scalar_literals_of_a_torch_export_are_not_params(tmp_path):
+    """``y * 0.5 + 1.0``, ``/ sqrt(8)`` and GELU's constants are rank-0 Constants: the params are the
+    module's 276 (conv 8*3*9+8, LayerNorm 8+8, Linear 4*8+4), as torch counts them."""
+    torch = pytest.importorskip("torch")
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.ln, self.fc = torch.nn.Conv2d(3, 8, 3), torch.nn.LayerNorm(8), torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = (self.c(x) * 0.5 + 1.0).mean((2, 3))
+            return torch.nn.functional.gelu(self.fc(self.ln(y) / 8 ** 0.5))
+
+    module = Block()
+    path = str(tmp_path / "block.onnx")
+    torch.onnx.export(module, (torch.randn(1, 3, 8, 8),), path, dynamo=False, opset_version=17)
+    scalars = [n for n in onnx.load(path).graph.node if n.op_type == "Constant"]
+    assert len(scalars) >= 5
+    report = load(path).report
+    assert report.params == sum(p.numel() for p in module.parameters()) == 8 * 27 + 8 + 16 + 36 == 276
+    assert sum(row.params for row in report.layers) == report.params
+    assert dict(report.extra)["scalar_constants"] == len(scalars)
+
+
+def test_unused_initializer_is_not_a_param_and_is_named(tmp_path):
+    m = conv_model([1, 3, 8, 8], [8, 3, 3, 3], bias=False)
+    m.graph.initializer.append(weight("junk", [10, 100]))
+    report = analyse(m, tmp_path).report
+    assert report.params == 8 * 3 * 9 == sum(row.params for row in report.layers)
+    assert any("junk" in w and "1,000 elements" in w for w in report.warnings)
+
+
+def test_weights_inside_if_branches_are_credited_to_the_if_node(tmp_path):
+    """Each branch holds a 2x3x3x3 kernel initializer (54) and reads the outer 8-element bias."""
+    def branch(tag, seed):
+        conv = helper.make_node("Conv", ["x", f"{tag}_w"], [f"{tag}_y"], pads=[1, 1, 1, 1])
+        add = helper.make_node("Add", [f"{tag}_y", "outer_b"], [f"{tag}_out"])
+        return helper.make_graph([conv, add], tag, [], [vinfo(f"{tag}_out", None)],
+                                 [weight(f"{tag}_w", [8, 3, 3, 3], seed)])
+
+    cond = helper.make_node("Constant", [], ["cond"], value=numpy_helper.from_array(np.array(True)))
+    node = helper.make_node("If", ["cond"], ["y"], name="/gate/If", then_branch=branch("then", 1),
+                            else_branch=branch("else", 2))
+    outer_b = weight("outer_b", [1, 8, 1, 1])
+    m = model([cond, node], [vinfo("x", [1, 3, 8, 8])], [vinfo("y", None)], [outer_b])
+    report = analyse(m, tmp_path).report
+    assert report.params == 2 * 8 * 27 + 8
+    assert report.layer("/gate/If").params == report.params
+    assert [u.op for u in report.uncounted] == ["If"]
+    assert report.warnings == () or not any("read by no node" in w for w in report.warnings)

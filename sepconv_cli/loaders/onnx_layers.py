@@ -14,7 +14,8 @@ import onnx
 
 from sepconv_cli.errors import ShapeError
 from sepconv_cli.loaders.onnx_ops import OP_HANDLERS, NodeView, OpCost, UnknownShape
-from sepconv_cli.loaders.onnx_weights import WeightCatalogue
+from sepconv_cli.loaders.onnx_subgraphs import outer_reads
+from sepconv_cli.loaders.onnx_weights import WeightCatalogue, body_params
 from sepconv_cli.records import Layer, Shape, Uncounted
 
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -115,9 +116,10 @@ def _cost(view: NodeView, node: onnx.NodeProto, source: str) -> tuple[OpCost | N
 
 
 def _credit(node: onnx.NodeProto, facts: GraphFacts, credited: set[str]) -> tuple[int, int]:
-    """(params, buffers) elements of weights this node is the first reader of."""
-    params = buffers = 0
-    for name in node.input:
+    """(params, buffers) elements of weights this node is the first reader of (inside its bodies too),
+    plus the weights its bodies hold."""
+    params, buffers = body_params(node), 0
+    for name in list(node.input) + outer_reads(node):
         key = facts.catalogue.resolve(name) if name else None
         if key is None or key in credited or not facts.catalogue.is_param(key):
             continue

@@ -16,7 +16,7 @@ from sepconv_cli.loaders.onnx_graph import (check_dims, file_size, infer, pin_in
                                             tensor_shape, topological_order)
 from sepconv_cli.loaders.onnx_layers import (GraphFacts, build_layers, consumers_of, layer_names,
                                              uncounted)
-from sepconv_cli.loaders.onnx_weights import WeightCatalogue, dtype_name, totals
+from sepconv_cli.loaders.onnx_weights import WeightCatalogue, WeightTotals, dtype_name, totals
 from sepconv_cli.records import Layer, ModelInfo, Report, Shape, TensorInfo
 
 FORMAT = "onnx"
@@ -84,8 +84,9 @@ def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
     report = Report(
         model=info, layers=layers, params=weights.params, buffers=weights.buffers,
         weight_bytes=weights.weight_bytes, uncounted=uncounted(layers),
-        warnings=inferred.warnings + _unknown_warning(layers),
-        extra=(("nodes", len(graph.node)), ("weight_tensors", len(catalogue.sources))),
+        warnings=inferred.warnings + _unknown_warning(layers) + _unused_warning(weights),
+        extra=(("nodes", len(graph.node)), ("weight_tensors", len(catalogue.sources)))
+        + ((("scalar_constants", weights.scalars),) if weights.scalars else ()),
     )
     handle = OnnxHandle(model, catalogue, layers, names)
     return LoadedModel(report=report, handle=handle, native=model)
@@ -102,6 +103,14 @@ def _check_declared_dims(source: str, graph: onnx.GraphProto) -> None:
 def _tensor_info(name: str, shapes: dict[str, Shape | None], dtypes: dict[str, int]) -> TensorInfo:
     dtype = dtypes.get(name, 0)
     return TensorInfo(name=name, shape=shapes.get(name), dtype=dtype_name(dtype) if dtype else "?")
+
+
+def _unused_warning(weights: WeightTotals) -> tuple[str, ...]:
+    if not weights.unused:
+        return ()
+    shown = ", ".join(weights.unused[:3]) + (", ..." if len(weights.unused) > 3 else "")
+    return (f"{len(weights.unused)} weight tensor(s) read by no node ({shown}; {weights.unused_elements:,} "
+            "elements): not counted as params",)
 
 
 def _unknown_warning(layers: tuple[Layer, ...]) -> tuple[str, ...]:

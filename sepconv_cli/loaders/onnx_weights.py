@@ -5,8 +5,11 @@ and ``ConstantOfShape`` nodes whose shape is itself constant. ``Identity`` and `
 aliases of it (exporters emit them for shared weights), so a weight is counted once whatever route it
 takes. Counting reads only ``dims``: weight bytes (possibly external data) are read only by ``array``.
 Params are float tensors, plus integer tensors that ``DequantizeLinear`` turns into weights (QDQ
-models store their kernels as int8); other integer tensors (shapes, indices) are not params.
-Units: elements and bytes.
+models store their kernels as int8); other integer tensors (shapes, indices) are not params. Scalars
+(rank-0 tensors: the ``0.5`` and ``sqrt(d)`` that exporters write for ``x * 0.5``, GELU, attention
+scaling) are literals of the code, not trainable weights, so they are not params either; nor is a tensor
+no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
+(``onnx_subgraphs``). Units: elements and bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from sepconv_cli.errors import InputError
+from sepconv_cli.loaders.onnx_subgraphs import body_weights, outer_reads
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                          onnx.TensorProto.BFLOAT16})
@@ -110,8 +114,10 @@ class WeightCatalogue:
             self.quantized.add(self.resolve(node.input[0]))  # type: ignore[arg-type]
 
     def is_param(self, key: str) -> bool:
-        """True when source ``key`` holds weight values: float, or integer fed to DequantizeLinear."""
-        return self.sources[key].is_float or key in self.quantized
+        """True when source ``key`` holds weight values: float, or integer fed to DequantizeLinear, and
+        not a scalar literal."""
+        source = self.sources[key]
+        return bool(source.shape) and (source.is_float or key in self.quantized)
 
     def resolve(self, name: str) -> str | None:
         """The weight source ``name`` is (or aliases), or None when it is computed at run time."""
@@ -191,29 +197,58 @@ def _fill(node: onnx.NodeProto, source: WeightSource) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WeightTotals:
-    """Model totals: unique param and buffer elements, bytes per dtype name, and which names are buffers."""
+    """Model totals: unique param and buffer elements, bytes per dtype name, which names are buffers,
+    and the float tensors set aside: ``unused`` (read by no node) and ``scalars`` (rank-0 literals)."""
 
     params: int
     buffers: int
     weight_bytes: tuple[tuple[str, int], ...]
     buffer_names: frozenset[str]
+    unused: tuple[str, ...] = ()
+    unused_elements: int = 0
+    scalars: int = 0
+
+
+def body_params(node: onnx.NodeProto) -> int:
+    """Param elements held inside ``node``'s bodies (float, not scalar)."""
+    return sum(prod(w.shape) for w in body_weights(node) if w.shape and w.dtype in FLOAT_TYPES)
+
+
+def used_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor name a node reads (bodies included) or the graph outputs."""
+    names = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        names.update(name for name in node.input if name)
+        names.update(outer_reads(node))
+    return names
 
 
 def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
     """Count every source once: float tensors are params unless only BatchNorm's mean/var use them."""
     buffer_names = _bn_stat_only(catalogue, model)
-    params = buffers = 0
+    used = {catalogue.resolve(name) for name in used_names(model)}
+    params = buffers = scalars = 0
+    unused: list[str] = []
     by_dtype: dict[str, int] = {}
     for source in catalogue.sources.values():
         name = dtype_name(source.dtype)
         by_dtype[name] = by_dtype.get(name, 0) + dtype_bytes(source.dtype, source.elements)
         if not catalogue.is_param(source.name):
-            continue
-        if source.name in buffer_names:
+            scalars += int(source.is_float and not source.shape)
+        elif source.name not in used:
+            unused.append(source.name)
+        elif source.name in buffer_names:
             buffers += source.elements
         else:
             params += source.elements
-    return WeightTotals(params, buffers, tuple(sorted(by_dtype.items())), frozenset(buffer_names))
+    for node in model.graph.node:
+        for weight in body_weights(node):
+            key = dtype_name(weight.dtype)
+            by_dtype[key] = by_dtype.get(key, 0) + dtype_bytes(weight.dtype, prod(weight.shape))
+        params += body_params(node)
+    unused_elements = sum(catalogue.sources[n].elements for n in unused)
+    return WeightTotals(params, buffers, tuple(sorted(by_dtype.items())), frozenset(buffer_names),
+                        tuple(unused), unused_elements, scalars)
 
 
 def _bn_stat_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str]:
