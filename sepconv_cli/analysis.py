@@ -7,20 +7,45 @@ The planner is imported when used, so this module stays cheap to import.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Optional
 
+from sepconv_cli.errors import WeightsUnreadable
 from sepconv_cli.loaders import LoadedModel, LoadOptions, load
+from sepconv_cli.loaders.base import ConvWeights, ModelHandle
 from sepconv_cli.records import Report
 
 if TYPE_CHECKING:
     from sepconv_cli.planner import CandidateOptions
 
 
+class LenientHandle:
+    """A handle for analysis: a conv whose weights cannot be read (a missing external-data file) gets no
+    energy figure instead of failing the whole report; ``problems`` keeps the reasons. ``convert`` reads
+    weights strictly."""
+
+    def __init__(self, handle: ModelHandle | None):
+        self.handle, self.problems = handle, []
+
+    def conv_weights(self, name: str) -> Optional[ConvWeights]:
+        try:
+            return self.handle.conv_weights(name) if self.handle is not None else None
+        except WeightsUnreadable as exc:
+            self.problems.append(str(exc).split(";")[0])
+            return None
+
+
 def with_candidates(loaded: LoadedModel, options: "CandidateOptions") -> Report:
     """The loaded model's report with its separable candidates (weights read through its handle)."""
     from sepconv_cli import planner
 
-    return planner.find_candidates(loaded.report, loaded.handle, options)
+    handle = LenientHandle(loaded.handle)
+    report = planner.find_candidates(loaded.report, handle, options)
+    if handle.problems:
+        warning = (f"energy unknown for {len(handle.problems)} conv(s): {handle.problems[0]}; params and MACs "
+                   "need only shapes")
+        report = replace(report, warnings=report.warnings + (warning,))
+    return report
 
 
 def analyze_model(source: str, load_options: LoadOptions, options: "CandidateOptions") -> Report:

@@ -21,6 +21,10 @@ class InputError(SepconvError):
     """The model file (or entry point, or inputs file) cannot be read or is not what it claims."""
 
 
+class WeightsUnreadable(InputError):
+    """Weight values cannot be read (a missing external-data file); counts, which need only shapes, can."""
+
+
 class ShapeError(SepconvError):
     """Shapes are impossible (negative, absurdly large) or do not match the model."""
 

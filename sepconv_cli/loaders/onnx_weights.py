@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sepconv_cli.errors import InputError
+from sepconv_cli.errors import WeightsUnreadable
 from sepconv_cli.loaders.onnx_subgraphs import body_weights, outer_reads
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
@@ -150,7 +150,7 @@ def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarr
         where = os.path.join(base_dir, location) if location else base_dir
         reason = "no such file" if location and not os.path.isfile(where) else (
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise InputError(f"{where}: external data of weight {name!r} cannot be read ({reason}); counts need "
+        raise WeightsUnreadable(f"{where}: external data of weight {name!r} cannot be read ({reason}); counts need "
                          f"only shapes (sepconv check works), weights need this file") from None
 
 
