@@ -15,7 +15,7 @@ _SIZE_PATTERNS = (
     (re.compile(r'"file_size": \d+'), '"file_size": "<size>"'),       # JSON
     (re.compile(r"^File     .*$", re.M), "File     <size>"),            # table
     (re.compile(r"^\| file size \(bytes\) \| [\d,]+ \|$", re.M), "| file size (bytes) | <size> |"),  # Markdown
-    (re.compile(r"^total,file_size,,,,\d+", re.M), "total,file_size,,,,<size>"),  # CSV
+    (re.compile(r"^(total,file_size,+)\d+", re.M), r"\1<size>"),  # CSV
 )
 
 

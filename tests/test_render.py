@@ -138,7 +138,7 @@ def test_csv_sections_parse():
 def test_markdown_tables_and_escaping():
     text = render(small_report(), OutputFormat.MARKDOWN)
     assert "## Separable candidates" in text and "## Not candidates" in text
-    assert "| `conv_b` | Conv 1x1 s1 | 1x16x4x4 | 256 | 4,096 | 18.2% |" in text
+    assert "| `conv_b` | Conv 1x1 s1 | 1x16x4x4 | 1x16x4x4 | 16->16 | 256 | 4,096 | 18.2% |" in text
     assert "No candidate is convertible." in text
     from sepconv_cli.render.markdown import _cell
     assert _cell("a|b") == "a\\|b"
@@ -199,3 +199,15 @@ def test_table_says_when_rows_are_cut():
     assert "Showing 3 of 17 layers; totals are for the whole model." in text
     assert "Params   1,186,378 (1.19M)" in text
     assert "Showing" not in render(vgg_report(), OutputFormat.TABLE)
+
+
+def test_csv_layer_rows_carry_input_shapes_and_conv_geometry():
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(render(small_report(), OutputFormat.CSV))))
+    conv = next(r for r in rows if r["section"] == "layer" and r["name"] == "conv_b")
+    assert (conv["input_shapes"], conv["in_channels"], conv["out_channels"], conv["kernel"], conv["groups"]) == \
+        ("1x16x4x4", "16", "16", "1x1", "1")
+    others = [r for r in rows if r["section"] == "layer" and not r["op"].startswith("Conv")]
+    assert others and all(r["in_channels"] == "" for r in others)

@@ -13,9 +13,24 @@ from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
 from sepconv_cli.render.views import candidate_views, layer_view
 
-COLUMNS = ("section", "name", "op", "level", "output_shapes", "value", "params", "macs", "share",
+COLUMNS = ("section", "name", "op", "level", "input_shapes", "output_shapes", "in_channels", "out_channels",
+           "kernel", "stride", "dilation", "groups", "padding", "value", "params", "macs", "share",
            "params_t1", "macs_t1", "macs_share_saved", "energy_t1", "rank", "params_at_rank", "macs_at_rank",
            "risk", "convertible", "note")
+"""Appending a column is safe for readers that select by name; the order of the existing ones is kept."""
+
+
+def _dims(values: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _conv_cells(spec) -> dict:
+    """Geometry columns of a conv row (empty for other rows); padding is begin..end pads or the text."""
+    if spec is None:
+        return {}
+    return {"in_channels": spec.in_channels, "out_channels": spec.out_channels, "kernel": _dims(spec.kernel),
+            "stride": _dims(spec.stride), "dilation": _dims(spec.dilation), "groups": spec.groups,
+            "padding": spec.padding_text or _dims(spec.pads)}
 
 
 def _totals(report: Report) -> list[dict]:
@@ -31,9 +46,10 @@ def _layers(report: Report, options: RenderOptions) -> list[dict]:
     for r in layer_view(report, options.view):
         note = r.note or (f"{r.unknown} rows not counted" if r.unknown else "")
         rows.append({"section": "layer", "name": r.name, "op": r.op if r.conv is None else tx.op_text(r),
-                     "level": r.level, "output_shapes": tx.shapes(r.output_shapes), "params": r.params,
+                     "level": r.level, "input_shapes": tx.shapes(r.input_shapes),
+                     "output_shapes": tx.shapes(r.output_shapes), "params": r.params,
                      "macs": "" if r.macs is None else r.macs, "share": f"{r.share:.6f}",
-                     "note": note})
+                     "note": note, **_conv_cells(r.conv)})
     return rows
 
 

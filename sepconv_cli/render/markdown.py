@@ -41,16 +41,23 @@ def _totals(report: Report) -> list[str]:
 
 def _layers(report: Report, options: RenderOptions) -> list[str]:
     view = layer_view(report, options.view)
-    rows = [["&nbsp;&nbsp;" * r.level + f"`{r.name}`", tx.op_text(r), tx.shapes(r.output_shapes),
-             tx.exact(r.params), tx.macs_text(r) if r.macs is None else tx.exact(r.macs) + ("+?" if r.unknown else ""),
+    rows = [["&nbsp;&nbsp;" * r.level + f"`{r.name}`", tx.op_text(r), tx.shapes(r.input_shapes),
+             tx.shapes(r.output_shapes), _channels(r.conv), tx.exact(r.params),
+             tx.macs_text(r) if r.macs is None else tx.exact(r.macs) + ("+?" if r.unknown else ""),
              tx.percent(r.share)] for r in view]
-    lines = ["## Layers", ""] + _table(["name", "op", "output", "params", "MACs", "share"], rows, right=3)
+    headers = ["name", "op", "input", "output", "channels", "params", "MACs", "share"]
+    lines = ["## Layers", ""] + _table(headers, rows, right=5)
     shown = sum(r.count for r in view if r.level == 0)
     if shown < len(report.layers):
         lines += [f"Showing {shown} of {len(report.layers)} layers; totals are for the whole model.", ""]
     if any(layer.conv is not None for layer in report.layers):
         lines += [tx.CONV_LEGEND, ""]
     return lines
+
+
+def _channels(spec) -> str:
+    """``Cin->Cout`` of a conv row, empty otherwise."""
+    return "" if spec is None else f"{spec.in_channels}->{spec.out_channels}"
 
 
 def _candidates(report: Report) -> list[str]:
