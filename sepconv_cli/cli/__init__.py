@@ -41,11 +41,22 @@ def _root(
     """sepconv: analyze, convert and check convolutional models."""
 
 
+EXAMPLES = """Examples:
+
+\b
+  sepconv analyze model.onnx                   # layers, totals, candidates
+  sepconv convert model.onnx -o model.sep.onnx # rewrite, verify, export
+  sepconv check model.onnx --max-macs 600M     # CI gate: exit 1 when over
+
+"""
+
+
 def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
     """A typer application with the commands ``names`` (each module imported here, not before)."""
     application = typer.Typer(
         name="sepconv",
-        help="Find, convert and budget the convolutions of a CNN (depthwise-separable rewrites).\n\n" + CONVENTIONS,
+        help="Find, convert and budget the convolutions of a CNN (depthwise-separable rewrites).\n\n" + EXAMPLES
+             + CONVENTIONS,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

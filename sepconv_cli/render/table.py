@@ -40,7 +40,7 @@ def _layers_table(report: Report, rows: tuple[Row, ...]) -> Table:
     table.add_column("share", no_wrap=True)
     for row in rows:
         style = "bold" if row.share >= _HEAVY else ("dim" if not row.macs and not row.params else "")
-        share = Text(tx.percent(row.share).rjust(6) + " ")
+        share = Text(tx.percent(None if tx.macs_text(row) == "?" else row.share).rjust(6) + " ")
         share.append(tx.bar(row.share, _BAR), style="magenta")
         table.add_row("  " * row.level + row.name, tx.op_text(row), tx.shapes(row.output_shapes),
                       tx.compact(row.params), tx.macs_text(row), share, style=style)
@@ -51,7 +51,7 @@ def _totals_lines(report: Report) -> list[str]:
     lines = [
         f"Params   {tx.exact_compact(report.params)}   buffers {tx.exact_compact(report.buffers)}",
         f"MACs     {tx.total_macs(report)}",
-        f"FLOPs    {tx.exact_compact(report.flops)}   (FLOPs = 2 x MACs)",
+        f"FLOPs    {tx.exact_compact(report.flops)}{tx.not_counted(report)}   (FLOPs = 2 x MACs)",
     ]
     if report.weight_bytes:
         parts = ", ".join(f"{dtype} {tx.size(n)}" for dtype, n in report.weight_bytes)

@@ -57,10 +57,15 @@ def ratio(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}x"
 
 
+def not_counted(report: Report) -> str:
+    """``" + 3 rows not counted"`` when some rows' MACs are unknown, else empty."""
+    missing = len(report.unknown_rows)
+    return f" + {missing} row{'s' if missing > 1 else ''} not counted" if missing else ""
+
+
 def total_macs(report: Report) -> str:
     """The model's MACs, flagged when some rows could not be counted (so a partial sum never reads as whole)."""
-    missing = len(report.unknown_rows)
-    return exact_compact(report.macs) + (f" + {missing} row{'s' if missing > 1 else ''} not counted" if missing else "")
+    return exact_compact(report.macs) + not_counted(report)
 
 
 def bar(share: float, width: int = 6) -> str:
