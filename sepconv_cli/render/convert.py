@@ -109,7 +109,9 @@ def _summary_lines(result: ConversionResult) -> list[str]:
         lines.append(f"planned saving: {text.exact(result.plan.params_saved)} params, "
                      f"{text.compact(result.plan.macs_saved)} MACs")
     if result.folded_bn:
-        lines.append(f"BatchNorm folded: {', '.join(result.folded_bn)}")
+        names = result.folded_bn
+        shown = names[0] if len(names) == 1 else f"{len(names)} layers"
+        lines.append(f"BatchNorm folded into the conv before it: {shown} (names in the manifest)")
     return lines
 
 
