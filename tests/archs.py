@@ -239,6 +239,23 @@ class EffNetBlock(nn.Module):
         return F.conv2d(x, self.extra, padding=1)
 
 
+class TiedHead(nn.Module):
+    """Shared parameters: ``b`` is ``a`` reused, ``head.weight`` is ``emb.weight`` (610 params, not 1,220)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(10, 10)
+        self.b = self.a
+        self.emb, self.head = nn.Embedding(50, 10), nn.Linear(10, 50, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(self.b(self.a(x)))
+
+
+TIED_PARAMS = 10 * 10 + 10 + 50 * 10
+
+
 SMALL_MODELS = {
     "unet3d": (UNet3D, (1, 1, 16, 16, 16)),
     "audio": (AudioFrontEnd, (2, 1, 400)),

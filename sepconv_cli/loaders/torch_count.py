@@ -190,13 +190,17 @@ class Tracer:
     def _call_on_meta(self, inputs: tuple, kw_inputs: dict) -> Any:
         """Forward with every parameter and buffer replaced by a meta tensor of its shape (no memory, no
         arithmetic; the module's own tensors are untouched). Stand-ins keep their original's name."""
-        state = {}
+        stand_ins = {}
         for name, tensor in list(self.model.named_parameters()) + list(self.model.named_buffers()):
-            state[name] = torch.empty_like(tensor, device="meta")
-            self.param_names[state[name]] = name
+            stand_ins[id(tensor)] = torch.empty_like(tensor, device="meta")
+            self.param_names[stand_ins[id(tensor)]] = name
+        # one entry per (module, attribute), tied or not: torch's own tie handling restores a reused
+        # module's tensors from its stand-ins, leaving the model on meta
+        state = {f"{prefix}.{key}".lstrip("."): stand_ins[id(t)] for prefix, module in self.model.named_modules()
+                 for key, t in {**module._parameters, **module._buffers}.items() if t is not None}
         inputs, kw_inputs = tree_map_only(torch.Tensor, lambda t: t.to("meta"), (inputs, kw_inputs))
         with _Recorder(self):
-            return torch.func.functional_call(self.model, state, inputs, kw_inputs, strict=True)
+            return torch.func.functional_call(self.model, state, inputs, kw_inputs, tie_weights=False)
 
     def _finish_dataflow(self, out: Any) -> None:
         for t in tree_leaves(out):

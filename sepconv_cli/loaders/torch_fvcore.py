@@ -38,8 +38,12 @@ def fvcore_trace(model: torch.nn.Module, inputs: tuple, base: Trace) -> Trace:
     by_module = analysis.by_module()
     trace = Trace(modules=base.modules, params=base.params, buffers=base.buffers,
                   warnings=base.warnings + [FVCORE_NOTE])
+    used: dict[str, tuple[str, ...]] = {}
+    for event in base.events:  # tensors a module uses but does not own (tied weights) stay its params
+        used[event.scope] = tuple(dict.fromkeys(used.get(event.scope, ()) + event.param_names))
     for name in base.modules:
-        trace.events.append(OpEvent("fvcore", name, int(by_module.get(name, 0)), True))
+        trace.events.append(OpEvent("fvcore", name, int(by_module.get(name, 0)), True,
+                                    param_names=used.get(name, ())))
     children: dict[str, int] = {}
     for name, count in by_module.items():
         if name:

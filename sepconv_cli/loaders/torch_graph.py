@@ -78,6 +78,25 @@ def _state_names(ep) -> dict[str, str]:
     return names
 
 
+def _storage_key(tensor: torch.Tensor) -> tuple:
+    if tensor.is_meta:  # no storage to compare
+        return (id(tensor),)
+    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+            tensor.stride(), tensor.dtype)
+
+
+def tied_names(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """fqn -> the first fqn viewing the same storage (a reused module or tied weight is one tensor)."""
+    first: dict[tuple, str] = {}
+    return {fqn: first.setdefault(_storage_key(t), fqn) for fqn, t in state.items()}
+
+
+def _param_inputs(ep) -> dict[str, str]:
+    """Parameter placeholder -> canonical parameter fqn (tied parameters share one name)."""
+    tied = tied_names(ep.state_dict)
+    return {node: tied.get(fqn, fqn) for node, fqn in ep.graph_signature.inputs_to_parameters.items()}
+
+
 def _bn_after(node: Node) -> Optional[Node]:
     """The eval-mode BatchNorm node that is the sole consumer of conv ``node``, if any."""
     users = list(node.users)
@@ -120,9 +139,11 @@ def trace_graph(ep, gm: torch.fx.GraphModule | None = None) -> tuple[Trace, dict
     gm = gm or ep.graph_module
     names = _state_names(ep)
     trace = Trace()
-    params = set(ep.graph_signature.inputs_to_parameters.values())
+    param_inputs = _param_inputs(ep)
+    params, tied = set(param_inputs.values()), tied_names(ep.state_dict)
     for fqn, tensor in ep.state_dict.items():
-        (trace.params if fqn in params else trace.buffers)[fqn] = tensor.numel()
+        if tied[fqn] == fqn:
+            (trace.params if fqn in params else trace.buffers)[fqn] = tensor.numel()
     nodes = [n for n in gm.graph.nodes if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)]
     leaves = _leaf_paths(nodes)
     conv_nodes: dict[int, Node] = {}
@@ -130,7 +151,7 @@ def trace_graph(ep, gm: torch.fx.GraphModule | None = None) -> tuple[Trace, dict
         scope, type_name = _scope(node)
         if scope in leaves and scope not in trace.modules:
             trace.modules[scope] = ModuleCall(scope, type_name, *_boundary(nodes, scope, names))
-        event = _event(node, scope, ep.graph_signature.inputs_to_parameters)
+        event = _event(node, scope, param_inputs)
         if event is not None:
             trace.events.append(event)
             if event.conv is not None:

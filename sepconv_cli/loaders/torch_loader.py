@@ -19,7 +19,7 @@ from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import entrypoint
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
 from sepconv_cli.loaders.torch_analyze import analyze_module, first_line, weight_bytes
-from sepconv_cli.loaders.torch_graph import propagate_shapes, trace_graph
+from sepconv_cli.loaders.torch_graph import propagate_shapes, tied_names, trace_graph
 from sepconv_cli.loaders.torch_handle import GraphHandle
 from sepconv_cli.loaders.torch_rows import build_report, with_bn_folded
 from sepconv_cli.records import ModelInfo, TensorInfo, is_static
@@ -102,14 +102,30 @@ def _model_with_state(source: str, state: dict, options: LoadOptions) -> torch.n
     if missing or unexpected:
         raise InputError(f"{source}: state_dict does not match {options.arch}: "
                          f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}")
+    ties = _ties(model)
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:
         raise InputError(f"{source}: state_dict does not fit {options.arch}: {_mismatch(exc)}") from None
+    _retie(model, ties)
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
         model = entrypoint.build(options.arch, options.kwargs_json, "cpu")
         model.load_state_dict(state)  # non-persistent buffers exist only when built for real
     return model
+
+
+def _ties(model: torch.nn.Module) -> list[tuple[str, str]]:
+    """(alias, first name) of every parameter the architecture shares between names."""
+    first: dict[int, str] = {}
+    pairs = [(name, first.setdefault(id(p), name)) for name, p in model.named_parameters(remove_duplicate=False)]
+    return [(alias, name) for alias, name in pairs if alias != name]
+
+
+def _retie(model: torch.nn.Module, ties: list[tuple[str, str]]) -> None:
+    """``load_state_dict(assign=True)`` gives every name its own tensor; share them again as built."""
+    for alias, name in ties:
+        owner, _, attr = alias.rpartition(".")
+        setattr(model.get_submodule(owner), attr, model.get_parameter(name))
 
 
 def _few(keys: list[str]) -> str:
@@ -195,7 +211,7 @@ def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     inputs = tuple(TensorInfo(n, tuple(int(d) for d in v.shape) if shapes is None else shapes[i])
                    for i, (n, v) in enumerate(_user_inputs(program)))
     report = build_report(trace, ModelInfo(info.path, info.format, info.file_size, inputs),
-                          weight_bytes=weight_bytes(program.state_dict.values()))
+                          weight_bytes=weight_bytes(program.state_dict[f] for f in set(tied_names(program.state_dict).values())))
     affine = {src[2][0]: sum(program.state_dict[f].numel() for f in src[2][1][:2] if f)
               for src in conv_sources.values() if src[2] is not None}
     report = with_bn_folded(report, affine)
