@@ -8,9 +8,11 @@ has another ``schema_version``, is a ``ConfigError`` naming the file and the key
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
+from sepconv_cli.budget import not_counted
 from sepconv_cli.errors import ConfigError
 from sepconv_cli.records import SCHEMA_VERSION
 
@@ -25,15 +27,33 @@ REQUIRED_TOTALS = ("params", "macs", "flops", "buffers")
 
 @dataclass(frozen=True)
 class Baseline:
-    """A recorded report: where it was read from, which model it describes, and its figures."""
+    """A recorded report: where it was read from, which model it describes, and its figures.
+
+    ``unknown`` maps a figure to why the recorded value is incomplete (MACs of rows it could not count).
+    """
 
     source: str
     model_path: str
     figures: dict[str, float] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
 
     def missing(self, names) -> tuple[str, ...]:
         """The growth figures in ``names`` this baseline does not record."""
         return tuple(n for n in names if n not in self.figures)
+
+    def describes(self, path: str) -> bool:
+        """Whether the recorded model is the file at ``path``, whatever folder either was named from.
+
+        An absolute recorded path must be the same file. A relative one was relative to an unknown
+        folder, so it matches when ``path``'s trailing components are the recorded ones (leading ``..``
+        dropped): ``models/a.onnx`` describes ``/repo/models/a.onnx`` from the repo or below it.
+        """
+        if os.path.isabs(self.model_path):
+            both = os.path.exists(path) and os.path.exists(self.model_path)
+            return os.path.samefile(path, self.model_path) if both else os.path.abspath(path) == self.model_path
+        recorded = [p for p in os.path.normpath(self.model_path).split(os.sep) if p != ".."]
+        actual = os.path.abspath(path).split(os.sep)
+        return bool(recorded) and actual[-len(recorded):] == recorded
 
 
 def _read_json(path: str) -> Any:
@@ -102,8 +122,21 @@ def _figures(path: str, data: dict) -> dict[str, float]:
     return figures
 
 
-def load_baseline(path: str) -> Baseline:
-    """Read and validate the baseline report at ``path``."""
-    data = _read_json(path)
+def _unknown(path: str, data: dict) -> dict[str, str]:
+    rows = data["totals"].get("unknown_rows")
+    reason = not_counted(rows) if isinstance(rows, int) and not isinstance(rows, bool) else ""
+    return {"macs": f"baseline {path}: {reason}"} if reason else {}
+
+
+def load_baseline(path: str, origin: Optional[str] = None) -> Baseline:
+    """Read and validate the baseline report at ``path``; ``origin`` (the config file and key that named
+    it) starts the message when the file is missing."""
+    try:
+        data = _read_json(path)
+    except ConfigError as exc:
+        if origin and not os.path.lexists(path):
+            raise ConfigError(f"{origin}: {path}: baseline not found") from None
+        raise exc
     _check_keys(path, data)
-    return Baseline(source=path, model_path=str(data["model"]["path"]), figures=_figures(path, data))
+    return Baseline(source=path, model_path=str(data["model"]["path"]), figures=_figures(path, data),
+                    unknown=_unknown(path, data))

@@ -17,12 +17,16 @@ Metrics:
 
 Baseline growth compares params, MACs, file size and weight bytes with a recorded report and fails when
 any grew by more than the allowed fraction.
+
+A metric that rows with unknown shapes leave out (MACs of a model with dynamic dims) is never passed on
+what was counted: its outcome is ``unknown`` (a failure) naming how many rows are missing. Ops without a
+MAC formula do not make it unknown; ``max-uncounted`` is the budget on those.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from sepconv_cli.errors import ConfigError, UsageError
 from sepconv_cli.records import Budget, Report, Violation
@@ -37,6 +41,8 @@ class Metric:
     value: Callable[[Report, int], float]
     upper: bool = True
     description: str = ""
+    missing: Optional[Callable[[Report], tuple]] = None
+    """Rows the value leaves out because their shapes are unknown (None: the value never misses any)."""
 
 
 def layer_macs_max(report: Report) -> int:
@@ -80,25 +86,42 @@ def separable_coverage(report: Report) -> float:
     return sum(layer.macs for layer in convs if is_separable_conv(layer)) / total
 
 
+def _unknown_rows(report: Report) -> tuple:
+    return report.unknown_rows
+
+
+def _unknown_conv_rows(report: Report) -> tuple:
+    return tuple(layer for layer in report.unknown_rows if layer.conv is not None)
+
+
+def not_counted(rows: int) -> str:
+    """Why a metric is unknown when ``rows`` rows were left out ("" when none were)."""
+    if not rows:
+        return ""
+    return f"{rows} row{'s' if rows != 1 else ''} not counted: pin dynamic dims with --input-shape"
+
+
 METRICS: dict[str, Metric] = {
     "max-params": Metric(Kind.COUNT, lambda r, _: r.params, description="trainable weight elements"),
-    "max-macs": Metric(Kind.COUNT, lambda r, _: r.macs, description="multiply-accumulates"),
-    "max-flops": Metric(Kind.COUNT, lambda r, _: r.flops, description="FLOPs (2 x MACs)"),
+    "max-macs": Metric(Kind.COUNT, lambda r, _: r.macs, description="multiply-accumulates", missing=_unknown_rows),
+    "max-flops": Metric(Kind.COUNT, lambda r, _: r.flops, description="FLOPs (2 x MACs)", missing=_unknown_rows),
     "max-file-size": Metric(Kind.BYTES, lambda _, size: size, description="model file bytes"),
     "max-weight-bytes": Metric(Kind.BYTES, lambda r, _: r.total_weight_bytes, description="stored weight bytes"),
-    "max-layer-macs": Metric(Kind.COUNT, lambda r, _: layer_macs_max(r), description="MACs of the largest row"),
+    "max-layer-macs": Metric(Kind.COUNT, lambda r, _: layer_macs_max(r), description="MACs of the largest row",
+                             missing=_unknown_rows),
     "max-uncounted": Metric(Kind.FRACTION, lambda r, _: uncounted_share(r),
                             description="share of rows without counted MACs"),
     "min-separable-coverage": Metric(Kind.FRACTION, lambda r, _: separable_coverage(r), upper=False,
-                                     description="share of conv MACs in depthwise or 1x1 convs"),
+                                     description="share of conv MACs in depthwise or 1x1 convs",
+                                     missing=_unknown_conv_rows),
 }
 
-# Baseline growth: growth metric -> (kind, value function); the baseline stores the same four figures.
-GROWTH_METRICS: dict[str, tuple[Kind, Callable[[Report, int], float]]] = {
-    "params": (Kind.COUNT, lambda r, _: r.params),
-    "macs": (Kind.COUNT, lambda r, _: r.macs),
-    "file-size": (Kind.BYTES, lambda _, size: size),
-    "weight-bytes": (Kind.BYTES, lambda r, _: r.total_weight_bytes),
+# Baseline growth: growth figure -> metric; the baseline stores the same four figures.
+GROWTH_METRICS: dict[str, Metric] = {
+    "params": METRICS["max-params"],
+    "macs": METRICS["max-macs"],
+    "file-size": METRICS["max-file-size"],
+    "weight-bytes": METRICS["max-weight-bytes"],
 }
 
 GROWTH_PREFIX = "growth-"
@@ -108,15 +131,21 @@ FRACTION_LIMITED = frozenset({"max-uncounted", "min-separable-coverage"})
 def metric_kind(metric: str) -> Kind:
     """The quantity kind of a budget or growth metric name (for display)."""
     if metric.startswith(GROWTH_PREFIX):
-        return GROWTH_METRICS[metric[len(GROWTH_PREFIX):]][0]
+        return GROWTH_METRICS[metric[len(GROWTH_PREFIX):]].kind
     return METRICS[metric].kind
 
 
 def parse_limit(metric: str, raw: Raw, kind: Kind) -> float:
-    """Parse one limit; shares of a whole must lie in [0, 1]. Raises ``UnitError``."""
+    """Parse one limit; shares of a whole must lie in [0, 1] and counts be whole (``1.5M`` is, ``1.5``
+    is not). Raises ``UnitError``."""
     limit = parse(raw, kind)
     if metric in FRACTION_LIMITED and limit > 1:
         raise UnitError(f"{raw!r} is a share above 100%")
+    if kind is Kind.COUNT:
+        whole = round(limit)
+        if abs(limit - whole) > 1e-9 * max(1.0, limit):
+            raise UnitError(f"{raw!r} is not a whole number (a count of elements or MACs; e.g. 1.5M)")
+        return float(whole)
     return limit
 
 
@@ -137,6 +166,13 @@ def budgets_from_mapping(mapping: Mapping[str, Raw], source: str) -> dict[str, B
     return {metric: make_budget(metric, raw, source) for metric, raw in mapping.items()}
 
 
+def _unknown_outcome(model: str, metric: str, value: float, limit: float, reason: str) -> Violation:
+    kind = metric_kind(metric)
+    message = f"{metric}: unknown ({reason}), limit {format_value(limit, kind)}"
+    return Violation(model=model, metric=metric, value=value, limit=limit, passed=False, message=message,
+                     unknown=reason)
+
+
 def _outcome(model: str, metric: str, value: float, limit: float, upper: bool) -> Violation:
     passed = value <= limit if upper else value >= limit
     kind = metric_kind(metric)
@@ -151,31 +187,46 @@ def evaluate(report: Report, budgets: Mapping[str, Budget], file_size: int | Non
     ``model`` (the name outcomes carry) to the report's model path."""
     size = report.model.file_size if file_size is None else file_size
     out = []
+    unknown = unknown_figures(report, METRICS)
     for metric, spec in METRICS.items():
-        if metric in budgets:
-            out.append(_outcome(model or report.model.path, metric, float(spec.value(report, size)),
-                                budgets[metric].limit, spec.upper))
+        if metric not in budgets:
+            continue
+        value, limit = float(spec.value(report, size)), budgets[metric].limit
+        if unknown.get(metric):
+            out.append(_unknown_outcome(model or report.model.path, metric, value, limit, unknown[metric]))
+        else:
+            out.append(_outcome(model or report.model.path, metric, value, limit, spec.upper))
     return tuple(out)
+
+
+def unknown_figures(report: Report, metrics: Mapping[str, Metric] = GROWTH_METRICS) -> dict[str, str]:
+    """Figure name -> why ``report`` cannot establish it (``not_counted``), for the figures it cannot."""
+    reasons = {name: not_counted(len(spec.missing(report))) for name, spec in metrics.items() if spec.missing}
+    return {name: reason for name, reason in reasons.items() if reason}
 
 
 def current_figures(report: Report, file_size: int | None = None) -> dict[str, float]:
     """The four growth figures of ``report``: params, macs (elements/MACs), file-size, weight-bytes (bytes)."""
     size = report.model.file_size if file_size is None else file_size
-    return {name: float(fn(report, size)) for name, (_, fn) in GROWTH_METRICS.items()}
+    return {name: float(spec.value(report, size)) for name, spec in GROWTH_METRICS.items()}
 
 
 def evaluate_growth(current: Mapping[str, float], baseline: Mapping[str, float], max_growth: float,
-                    model: str) -> tuple[Violation, ...]:
+                    model: str, unknown: Mapping[str, str] | None = None) -> tuple[Violation, ...]:
     """One outcome per figure present in both: passes when ``current <= baseline * (1 + max_growth)``.
 
     Figures missing from the baseline are skipped (the caller reports them); the limit is absolute, so
-    headroom reads in the figure's own unit.
+    headroom reads in the figure's own unit. A figure named in ``unknown`` (figure -> reason, for the
+    current model or the baseline) gets an unknown outcome.
     """
     out = []
     for name in GROWTH_METRICS:
         if name in current and name in baseline:
             limit = baseline[name] * (1.0 + max_growth)
-            out.append(_growth_outcome(model, name, current[name], baseline[name], limit))
+            if (unknown or {}).get(name):
+                out.append(_unknown_outcome(model, GROWTH_PREFIX + name, current[name], limit, unknown[name]))
+            else:
+                out.append(_growth_outcome(model, name, current[name], baseline[name], limit))
     return tuple(out)
 
 

@@ -49,12 +49,14 @@ GLOB_CHARS = frozenset("*?[")
 @dataclass(frozen=True)
 class Settings:
     """What applies to one model: budgets by metric, input shapes (``--input-shape`` texts), a baseline
-    path and the allowed growth over it (a fraction; None = not given)."""
+    path and the allowed growth over it (a fraction; None = not given). ``origins`` names, for the
+    settings a config file gave, the file and key (``"sepconv.toml: key 'baseline' in the top level"``)."""
 
     budgets: dict[str, Budget] = field(default_factory=dict)
     input_shapes: tuple[str, ...] = ()
     baseline: Optional[str] = None
     max_growth: Optional[float] = None
+    origins: dict[str, str] = field(default_factory=dict)
 
     def merged(self, over: "Settings") -> "Settings":
         """These settings with every value ``over`` gives taking precedence."""
@@ -63,7 +65,15 @@ class Settings:
             input_shapes=over.input_shapes or self.input_shapes,
             baseline=over.baseline or self.baseline,
             max_growth=self.max_growth if over.max_growth is None else over.max_growth,
+            origins=_merged_origins(self, over),
         )
+
+
+def _merged_origins(under: Settings, over: Settings) -> dict[str, str]:
+    """Origins of the merged settings: a value ``over`` gives brings its origin (none from flags)."""
+    given = {"baseline": over.baseline is not None, "max-growth": over.max_growth is not None}
+    kept = {k: v for k, v in under.origins.items() if not given.get(k)}
+    return {**kept, **over.origins}
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,8 @@ def settings_from_table(table: dict[str, Any], path: str, where: str) -> Setting
         known = ", ".join((*METRICS, *SETTING_KEYS))
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} in {where} (known: {known})")
     budgets = budgets_from_mapping({k: v for k, v in table.items() if k in METRICS}, f"{path} {where}")
-    settings = Settings(budgets=budgets)
+    settings = Settings(budgets=budgets, origins={key: f"{path}: key '{key}' in {where}"
+                                                  for key in ("baseline", "max-growth") if key in table})
     if "input-shape" in table:
         settings = replace(settings, input_shapes=_shapes(path, where, table["input-shape"]))
     if "baseline" in table:
@@ -222,19 +233,28 @@ def _matches(entry: ModelEntry, model: str) -> bool:
 def resolve_targets(config: Config, models: Sequence[str], cli: Settings) -> tuple[Target, ...]:
     """Models to check with their merged settings: ``models`` from the command line (matched against
     the config's model tables) or, when none is given, every file the config's tables name."""
+    expanded = _expand_all(config)  # a table matching no file is an error even when MODELs are given
     if models:
         return tuple(Target(m, _settings_for(config, m).merged(cli)) for m in models)
     if not config.models:
         where = f" and {config.path} lists no models" if config.path else " and no sepconv config was found"
         raise UsageError(f"no MODEL given{where}")
     ordered: dict[str, Settings] = {}
+    for entry, found in expanded:
+        for path in found:
+            ordered[path] = ordered.get(path, config.defaults).merged(entry.settings)
+    return tuple(Target(path, settings.merged(cli)) for path, settings in ordered.items())
+
+
+def _expand_all(config: Config) -> list[tuple[ModelEntry, list[str]]]:
+    """Every model table with the files it names; ``ConfigError`` for a table that names none."""
+    out = []
     for entry in config.models:
         found = _expand(entry)
         if not found:
             raise ConfigError(f'{config.path}: key models."{entry.pattern}" matches no file')
-        for path in found:
-            ordered[path] = ordered.get(path, config.defaults).merged(entry.settings)
-    return tuple(Target(path, settings.merged(cli)) for path, settings in ordered.items())
+        out.append((entry, found))
+    return out
 
 
 def _settings_for(config: Config, model: str) -> Settings:

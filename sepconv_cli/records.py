@@ -289,7 +289,11 @@ class Budget:
 
 @dataclass(frozen=True)
 class Violation:
-    """The outcome of one budget on one model: value, limit, and whether it holds."""
+    """The outcome of one budget on one model: value, limit, and whether it holds.
+
+    ``unknown`` says why the value could not be established (``"3 rows not counted: ..."``), "" when it
+    could; ``value`` then covers only what was counted. An unknown outcome never passes.
+    """
 
     model: str
     metric: str
@@ -297,6 +301,14 @@ class Violation:
     limit: float
     passed: bool
     message: str = ""
+    unknown: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"FAIL"`` (exceeded) or ``"unknown"`` (not established: fails too)."""
+        if self.unknown:
+            return "unknown"
+        return "pass" if self.passed else "FAIL"
 
     @property
     def headroom(self) -> float:
@@ -307,15 +319,33 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class ModelError:
+    """A model `check` could not load: its path and the one-line reason."""
+
+    model: str
+    message: str
+
+
+@dataclass(frozen=True)
 class CheckResult:
-    """All budget outcomes of one `check` run."""
+    """All budget outcomes of one `check` run, and the models that could not be loaded."""
 
     results: tuple[Violation, ...] = field(default_factory=tuple)
+    errors: tuple[ModelError, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when every budget holds."""
-        return all(r.passed for r in self.results)
+        """True when every budget holds and every model loaded."""
+        return not self.errors and all(r.passed for r in self.results)
+
+    def count(self, verdict: str) -> int:
+        """Outcomes with this ``Violation.verdict`` (``"pass"``, ``"FAIL"``, ``"unknown"``)."""
+        return sum(1 for r in self.results if r.verdict == verdict)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model named, checked or not, in first-seen order."""
+        return tuple(dict.fromkeys([*(r.model for r in self.results), *(e.model for e in self.errors)]))
 
 
 @dataclass(frozen=True)

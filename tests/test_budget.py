@@ -27,6 +27,7 @@ LAYERS = (
     Layer(name="mystery", op="Custom", macs=None, note="no formula"),
     Layer(name="dyn", op="MatMul", macs=None, note="shape unknown: N"),
 )
+STATIC = LAYERS[:-1]  # without the row of unknown shape: MAC budgets can be decided
 PARAMS = sum(layer.params for layer in LAYERS)
 CONV_MACS = 27_648 + 9_216 + 32_768 + 147_456
 MACS = CONV_MACS + 320
@@ -64,7 +65,8 @@ def test_each_budget_passes_and_fails(metric, holds):
     upper = budget.METRICS[metric].upper
     slack = 1.01 if holds == upper else 0.99
     limit = value * slack
-    (outcome,) = budget.evaluate(make_report(), {metric: budget.Budget(metric, limit)})
+    report = make_report(STATIC if budget.METRICS[metric].missing else LAYERS)
+    (outcome,) = budget.evaluate(report, {metric: budget.Budget(metric, limit)})
     assert outcome.value == pytest.approx(value)
     assert outcome.passed is holds
     assert outcome.limit == limit
@@ -73,7 +75,7 @@ def test_each_budget_passes_and_fails(metric, holds):
 
 
 def test_a_limit_equal_to_the_value_holds():
-    report = make_report()
+    report = make_report(STATIC)
     outcomes = budget.evaluate(report, budget.budgets_from_mapping({"max-params": PARAMS, "max-macs": MACS}, "t"))
     assert [o.passed for o in outcomes] == [True, True]
     assert [o.headroom for o in outcomes] == [0, 0]
@@ -161,3 +163,25 @@ def test_growth_skips_figures_the_baseline_lacks_and_handles_zero():
 def test_current_figures_read_the_report():
     figures = budget.current_figures(make_report(), 123)
     assert figures == {"params": PARAMS, "macs": MACS, "file-size": 123, "weight-bytes": 4 * PARAMS + 100}
+
+
+def test_mac_budgets_over_rows_of_unknown_shape_are_unknown_never_passed():
+    budgets = budget.budgets_from_mapping({"max-params": "1M", "max-macs": "1T", "max-layer-macs": "1T"}, "t")
+    params, macs, layer = budget.evaluate(make_report(), budgets)   # the "dyn" row has an unknown shape
+    assert params.verdict == "pass"
+    for outcome in (macs, layer):
+        assert outcome.verdict == "unknown" and outcome.passed is False
+        assert outcome.unknown == "1 row not counted: pin dynamic dims with --input-shape"
+        assert "unknown" in outcome.message
+    growth = budget.evaluate_growth({"macs": 5.0}, {"macs": 5.0}, 0.0, "m", budget.unknown_figures(make_report()))
+    assert [o.verdict for o in growth] == ["unknown"]
+
+
+def test_count_limits_must_be_whole_numbers():
+    assert budget.make_budget("max-params", "1.5M").limit == 1_500_000
+    assert budget.make_budget("max-macs", "1.15M").limit == 1_150_000
+    with pytest.raises(UsageError, match="--max-params: '1.5' is not a whole number"):
+        budget.make_budget("max-params", "1.5")
+    with pytest.raises(ConfigError, match="sepconv.toml: key 'max-flops'.*not a whole number"):
+        budget.make_budget("max-flops", 2.5, "sepconv.toml")
+    assert budget.make_budget("max-file-size", "1.5").limit == 1.5   # bytes and shares are not counts

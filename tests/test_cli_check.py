@@ -6,6 +6,7 @@ Models are small ONNX graphs built here; their params and MACs are computed inde
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from sepconv_cli.budget import METRICS
 from sepconv_cli.cli import app
 from sepconv_cli.render.check import CHECK_RENDERERS, CheckFormat, CheckRenderOptions, check_renderer_for
 from sepconv_cli.records import CheckResult, Violation
+from sepconv_cli.units import Kind
 
 ENV = {"COLUMNS": "120", "NO_COLOR": "1", "GITHUB_STEP_SUMMARY": None}
 
@@ -91,7 +93,10 @@ def test_each_budget_passes_and_fails_through_the_cli(tiny, metric):
     if metric == "max-uncounted":
         passing, failing = "0", None  # value 0: cannot exceed any limit; failing case below
     else:
-        passing, failing = (repr(value * 1.01), repr(value * 0.99)) if upper else (repr(value * 0.99), repr(value * 1.01))
+        above, below = value * 1.01, value * 0.99
+        if METRICS[metric].kind is Kind.COUNT:  # count limits are whole numbers
+            above, below = math.ceil(above), math.floor(below)
+        passing, failing = (repr(above), repr(below)) if upper else (repr(below), repr(above))
     ok = invoke(tiny, f"--{metric}", passing, "--input-shape", "1x3x8x8", "--format", "json")
     assert ok.exit_code == 0, ok.stderr
     (row,) = json.loads(ok.stdout)["results"]
@@ -99,7 +104,7 @@ def test_each_budget_passes_and_fails_through_the_cli(tiny, metric):
     assert row["value"] == pytest.approx(value)
     if failing is not None:
         bad = invoke(tiny, f"--{metric}", failing, "--input-shape", "1x3x8x8", "--format", "json")
-        assert bad.exit_code == 1 and bad.stderr == ""
+        assert bad.exit_code == 1 and "error" not in bad.stderr
         assert json.loads(bad.stdout)["results"][0]["passed"] is False
 
 
@@ -113,7 +118,7 @@ def test_uncounted_share_fails_on_an_op_without_formula(tmp_path):
 
 def test_table_lists_value_limit_headroom_and_verdict(tiny):
     result = invoke(tiny, "--max-params", "1k", "--max-macs", "20k", "--input-shape", "1x3x8x8")
-    assert result.exit_code == 1 and result.stderr == ""
+    assert result.exit_code == 1 and "error" not in result.stderr
     lines = result.stdout.splitlines()
     params_line = next(line for line in lines if "max-params" in line)
     assert re.search(r"448\s+1k\s+552 \(\+55%\)\s+pass", params_line)
@@ -416,10 +421,10 @@ def test_markdown_snapshot():
 
 def test_json_snapshot():
     data = json.loads(check_renderer_for(CheckFormat.JSON)(SNAPSHOT_RESULT, CheckRenderOptions()))
-    assert {k: data[k] for k in ("schema_version", "ok", "failed", "total", "models")} == {
-        "schema_version": 1, "ok": False, "failed": 2, "total": 3, "models": ["a.onnx"]}
+    assert {k: data[k] for k in ("schema_version", "ok", "failed", "unknown", "total", "models", "errors")} == {
+        "schema_version": 1, "ok": False, "failed": 2, "unknown": 0, "total": 3, "models": ["a.onnx"], "errors": []}
     assert data["results"][0] == {"model": "a.onnx", "metric": "max-params", "unit": "count", "value": 1186378,
-                                  "limit": 1000000, "headroom": -186378, "passed": False,
+                                  "limit": 1000000, "headroom": -186378, "passed": False, "status": "fail",
                                   "message": "max-params: 1.19M > 1M"}
     assert [(r["unit"], r["headroom"]) for r in data["results"][1:]] == [("bytes", 251391), ("fraction", -0.25)]
 
@@ -438,3 +443,168 @@ def test_table_colours_fail_red_and_pass_green_only_when_asked():
         "min-separable-coverage       25%     50%           -25%   FAIL",
         "2 of 3 budgets exceeded across 1 model",
     ]
+
+
+def unknown_macs_output(tiny, fmt):
+    """`check` on a model with a dynamic batch dim (no --input-shape): its MACs cannot be counted."""
+    return invoke(tiny, "--max-macs", "1G", "--max-params", "1M", "--format", fmt)
+
+
+def test_mac_budget_on_uncounted_rows_is_unknown_and_fails_in_json(tiny):
+    result = unknown_macs_output(tiny, "json")
+    assert result.exit_code == 1, result.stderr
+    data = json.loads(result.stdout)
+    params, macs = data["results"]
+    assert params["status"] == "pass" and data["unknown"] == 1 and data["ok"] is False
+    assert macs["status"] == "unknown" and macs["passed"] is False and macs["value"] is None
+    assert macs["unknown"] == "3 rows not counted: pin dynamic dims with --input-shape"
+
+
+@pytest.mark.parametrize("fmt, fragments", [
+    ("table", ["max-macs", "?", "unknown", "3 rows not counted: pin dynamic dims with --input-shape",
+               "1 of 2 budgets unknown across 1 model"]),
+    ("junit", ['type="BudgetUnknown"', "3 rows not counted"]),
+    ("github", ["::error file=", "title=sepconv check%3A max-macs unknown", "3 rows not counted"]),
+    ("markdown", ["| max-macs | ? | 1G | ? | ❌ **unknown**: 3 rows not counted", "❌ 1 of 2 budgets unknown"]),
+])
+def test_unknown_outcome_is_shown_as_a_failure_in_every_format(tiny, fmt, fragments):
+    result = unknown_macs_output(tiny, fmt)
+    assert result.exit_code == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stdout, result.stdout
+    if fmt == "junit":
+        assert ET.fromstring(result.stdout).get("failures") == "1"
+
+
+def test_growth_of_uncounted_macs_is_unknown(tmp_path):
+    path = save(tiny_model(), tmp_path, "model.onnx")
+    base = baseline_of(path, tmp_path / "b.json", tmp_path)
+    result = invoke(path, "--baseline", base, "--format", "json")   # no --input-shape: MACs not counted
+    assert result.exit_code == 1
+    rows = {r["metric"]: r["status"] for r in json.loads(result.stdout)["results"]}
+    assert rows == {"growth-params": "pass", "growth-macs": "unknown", "growth-file-size": "pass",
+                    "growth-weight-bytes": "pass"}
+
+
+def config_baseline_project(tmp_path):
+    """models/a.onnx with a baseline recorded from the project folder, models/b.onnx, and a sub folder."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "sub").mkdir()
+    save(tiny_model(), tmp_path / "models", "a.onnx")
+    save(tiny_model(32), tmp_path / "models", "b.onnx")
+    recorded = CliRunner(env=ENV).invoke(app, ["analyze", os.path.join("models", "a.onnx"), "--format", "json",
+                                               "--input-shape", "1x3x8x8"])   # run from tmp_path: relative path
+    assert recorded.exit_code == 0, recorded.stderr
+    (tmp_path / "baselines" / "a.json").write_text(recorded.stdout)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sepconv]\nmax-params = "5M"\ninput-shape = "1x3x8x8"\n'
+        '[tool.sepconv.models."models/a.onnx"]\nbaseline = "baselines/a.json"\nmax-growth = "5%"\n'
+        '[tool.sepconv.models."models/b.onnx"]\nmax-macs = "1M"\n')
+
+
+def test_config_baseline_gives_the_same_result_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config_baseline_project(tmp_path)
+    verdicts = []
+    for cwd in (tmp_path, tmp_path / "sub", tmp_path / "models"):
+        result = invoke("--format", "json", cwd=cwd)
+        assert result.exit_code == 0, (cwd, result.stderr)
+        verdicts.append([(r["metric"], r["status"]) for r in json.loads(result.stdout)["results"]])
+    assert verdicts[0] == verdicts[1] == verdicts[2] and ("growth-macs", "pass") in verdicts[0]
+
+
+def bad_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage\xff" * 10)
+    return str(bad)
+
+
+@pytest.mark.parametrize("fmt, fragments", [
+    ("table", ["tiny.onnx", "max-params", "error: ", "1 model could not be loaded"]),
+    ("json", ['"error": ']),
+    ("junit", ["<error ", 'type="ModelNotLoaded"', 'errors="1"']),
+    ("github", ["::error file=", "title=sepconv check%3A model not loaded", "bad.onnx"]),
+    ("markdown", ["| max-params |", "❌ **error**: "]),
+])
+def test_an_unloadable_model_is_reported_next_to_the_loaded_ones(tiny, tmp_path, fmt, fragments):
+    summary = tmp_path / "summary.md"
+    result = invoke(tiny, bad_file(tmp_path), "--max-params", "1M", "--format", fmt,
+                    env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("sepconv: error: ")]
+    assert len(errors) == 1 and "bad.onnx" in errors[0], result.stderr
+    for fragment in fragments:
+        assert fragment in result.stdout, result.stdout
+    assert "bad.onnx" in result.stdout and "tiny.onnx" in result.stdout
+    assert "❌ **error**" in summary.read_text()
+    if fmt == "json":
+        data = json.loads(result.stdout)
+        assert data["ok"] is False and [e["model"] for e in data["errors"]] == [str(tmp_path / "bad.onnx")]
+
+
+def test_a_model_named_twice_is_checked_once(tiny, tmp_path):
+    dotted = os.path.join(".", os.path.relpath(tiny, tmp_path))
+    for names in ((tiny, str(tmp_path / "tin*.onnx")), ("tiny.onnx", dotted)):
+        result = invoke(*names, "--max-params", "1M", "--format", "junit", cwd=tmp_path)
+        assert result.exit_code == 0, result.stderr
+        suites = [suite.get("name") for suite in ET.fromstring(result.stdout).iter("testsuite")]
+        assert suites == [names[0]]
+
+
+@pytest.mark.parametrize("suffix, check", [
+    (".json", lambda text: json.loads(text)["ok"] is True),
+    (".xml", lambda text: ET.fromstring(text.split("\n", 1)[1]).tag == "testsuites"),
+    (".md", lambda text: text.startswith("## sepconv check")),
+    (".txt", lambda text: "budget" in text and "pass" in text),
+])
+def test_output_suffix_chooses_the_format(tiny, tmp_path, suffix, check):
+    out = tmp_path / f"result{suffix}"
+    result = invoke(tiny, "--max-params", "1M", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert check(out.read_text())
+    explicit = invoke(tiny, "--max-params", "1M", "-o", str(out), "--format", "table")
+    assert explicit.exit_code == 0 and "budget" in out.read_text() and not out.read_text().startswith("{")
+
+
+def config_error(tmp_path, text, *args):
+    (tmp_path / "sepconv.toml").write_text(text)
+    save(tiny_model(), tmp_path, "m.onnx")
+    return invoke("m.onnx", *args, cwd=tmp_path)
+
+
+def test_missing_config_baseline_names_the_config_file_and_key(tmp_path):
+    result = config_error(tmp_path, 'baseline = "nope.json"\n')
+    assert_one_line_error(result, "sepconv.toml", "key 'baseline'", "nope.json", "not found")
+
+
+def test_config_growth_without_baseline_names_the_config_file_and_key(tmp_path):
+    result = config_error(tmp_path, 'max-params = "5M"\nmax-growth = "5%"\n')
+    assert_one_line_error(result, "sepconv.toml", "key 'max-growth'", "needs a baseline", "m.onnx")
+
+
+def test_config_glob_matching_nothing_is_named_when_a_model_is_given(tmp_path):
+    result = config_error(tmp_path, '[models."nomatch/*.onnx"]\nmax-params = "5M"\n')
+    assert_one_line_error(result, "sepconv.toml", 'models."nomatch/*.onnx"', "matches no file")
+
+
+def test_headroom_far_past_a_tiny_limit_stays_readable(tiny):
+    result = invoke(tiny, "--max-params", "1", "--max-macs", "10", "--input-shape", "1x3x8x8")
+    assert result.exit_code == 1
+    assert re.search(r"^max-params +448 +1 +-447 \(448x limit\) +FAIL", result.stdout, re.M), result.stdout
+    assert re.search(r"^max-macs +26\.6k +10 +-26\.6k \(>999x limit\) +FAIL", result.stdout, re.M), result.stdout
+    assert "%" not in result.stdout.split("max-params", 1)[1].split("\n")[0]
+
+
+def test_fractional_count_limits_are_refused(tiny):
+    assert_one_line_error(invoke(tiny, "--max-params", "1.5"), "--max-params", "not a whole number")
+    assert_one_line_error(invoke(tiny, "--max-macs", "10.25"), "--max-macs", "not a whole number")
+    assert invoke(tiny, "--max-params", "1.5k", "--max-flops", "1.5M", "--input-shape", "1x3x8x8").exit_code == 0
+
+
+def test_loader_warnings_reach_stderr_naming_the_model(tiny):
+    result = invoke(tiny, "--max-params", "1M")
+    assert result.exit_code == 0
+    assert f"sepconv: warning: {tiny}: onnx checker: " in result.stderr
+    assert "pin dynamic dims with --input-shape" in result.stderr

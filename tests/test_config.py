@@ -102,6 +102,7 @@ def test_cli_flags_override_model_tables_and_defaults(tmp_path, monkeypatch):
 
 def test_a_model_outside_every_table_gets_the_defaults(tmp_path, monkeypatch):
     write(tmp_path / "other.onnx", "x")
+    write(tmp_path / "m.onnx", "x")
     path = write(tmp_path / "sepconv.toml", 'max-params = "5M"\n[models."m.onnx"]\nmax-params = "3M"\n')
     monkeypatch.chdir(tmp_path)
     (target,) = cfg.resolve_targets(cfg.load_config(str(path)), ["other.onnx"], cfg.Settings())
@@ -157,3 +158,17 @@ def test_missing_config_file_is_an_error(tmp_path):
 def test_no_models_anywhere_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no MODEL given"):
         cfg.resolve_targets(cfg.Config(), [], cfg.Settings())
+
+
+def test_a_relative_baseline_path_describes_the_model_from_any_folder(tmp_path, monkeypatch):
+    from sepconv_cli.baseline import Baseline
+
+    write(tmp_path / "models" / "a.onnx", "x")
+    (tmp_path / "sub").mkdir()
+    for recorded in ("models/a.onnx", "./models/a.onnx", "../models/a.onnx", "a.onnx",
+                     str(tmp_path / "models" / "a.onnx")):
+        base = Baseline("b.json", recorded)
+        for cwd, name in ((tmp_path, "models/a.onnx"), (tmp_path / "sub", "../models/a.onnx")):
+            monkeypatch.chdir(cwd)
+            assert base.describes(name), (recorded, cwd)
+            assert not Baseline("b.json", recorded.replace("a.onnx", "b.onnx")).describes(name)

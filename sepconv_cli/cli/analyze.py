@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from sepconv_cli.cli.common import (ARCH_OPTION, DEVICE_OPTION, ENGINE_OPTION, INPUT_SHAPE_OPTION, KWARGS_OPTION,
-                                    TRUST_PICKLE_OPTION, Device, Engine, handle_errors, parse_input_shapes,
+                                    TRUST_PICKLE_OPTION, Device, Engine, format_for, handle_errors, parse_input_shapes,
                                     stdout_is_terminal, terminal_width, use_color, write_atomic)
 from sepconv_cli.errors import OutputError, UsageError
 from sepconv_cli.loaders.base import LoadOptions
@@ -47,11 +47,8 @@ Exit codes: 0 ok, 2 usage, input or output error.
 
 def _choose_format(fmt: Optional[OutputFormat], output: Optional[str]) -> OutputFormat:
     """The asked format; else from the output file's suffix; else table on a terminal, JSON otherwise."""
-    if fmt is not None:
-        return fmt
-    if output is not None:
-        return SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), OutputFormat.JSON)
-    return OutputFormat.TABLE if stdout_is_terminal() else OutputFormat.JSON
+    fallback = OutputFormat.TABLE if output is None and stdout_is_terminal() else OutputFormat.JSON
+    return format_for(fmt, output, SUFFIX_FORMATS, fallback)
 
 
 def _validate(model: str, output: Optional[str], view: ViewOptions, energy: float) -> None:

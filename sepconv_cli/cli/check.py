@@ -1,7 +1,8 @@
 """`sepconv check` command: budgets as a CI gate (thin: gather settings, load, evaluate, render, exit).
 
-Exit codes: 0 every budget holds, 1 any budget exceeded, 2 a model, config or baseline cannot be read
-(``handle_errors``). Results go to stdout (or ``--output``); warnings go to stderr.
+Exit codes: 0 every budget holds, 1 any budget exceeded or unknown, 2 a model, config or baseline cannot
+be read (``handle_errors``; a model that cannot be loaded is also reported, next to the models that
+could, in the chosen format). Results go to stdout (or ``--output``); warnings go to stderr.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from typing import Optional
 import typer
 
 from sepconv_cli.baseline import Baseline, load_baseline
-from sepconv_cli.budget import METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth
-from sepconv_cli.cli.common import (ARCH_OPTION, KWARGS_OPTION, TRUST_PICKLE_OPTION, handle_errors, parse_input_shapes,
-                                    stdout_is_terminal, write_atomic)
+from sepconv_cli.budget import (METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth,
+                                unknown_figures)
+from sepconv_cli.cli.common import (ARCH_OPTION, KWARGS_OPTION, TRUST_PICKLE_OPTION, format_for, handle_errors,
+                                    parse_input_shapes, stdout_is_terminal, write_atomic)
 from sepconv_cli.config import (GLOB_CHARS, Config, Settings, Target, discover, expand_glob, parse_growth,
                                 resolve_targets)
-from sepconv_cli.errors import OutputError, UsageError
-from sepconv_cli.records import CheckResult, Report, Violation
-from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for, render_markdown
+from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
+from sepconv_cli.records import CheckResult, ModelError, Report, Violation
+from sepconv_cli.render.check import (CHECK_SUFFIX_FORMATS, CheckFormat, CheckRenderOptions, check_renderer_for,
+                                      render_markdown)
 from sepconv_cli.units import Kind
 
 HELP = """Fail the build when a model outgrows its budget.
@@ -38,7 +41,8 @@ Examples:
   sepconv check model.onnx --baseline baseline.json --max-growth 5%
   sepconv check --format github --junit-xml check.xml   # budgets from pyproject
 
-Exit codes: 0 every budget holds, 1 a budget is exceeded, 2 a model, config or baseline cannot be read.
+Exit codes: 0 every budget holds, 1 a budget is exceeded or unknown (MACs of rows with dynamic dims
+cannot be counted: pin them with --input-shape), 2 a model, config or baseline cannot be read.
 MACs: one multiply-accumulate = 1; FLOPs = 2 x MACs; params = trainable weight elements.
 When GITHUB_STEP_SUMMARY is set, a Markdown summary is appended to that file too.
 """
@@ -57,7 +61,8 @@ def _cli_settings(flags: dict[str, Optional[str]], shapes: Optional[list[str]], 
 
 
 def _expand_models(models: Optional[list[str]]) -> list[str]:
-    """Command-line MODEL args; a quoted glob (``'models/*.onnx'``) is expanded here, sorted."""
+    """Command-line MODEL args; a quoted glob (``'models/*.onnx'``) is expanded here, sorted. A file named
+    twice (``m.onnx ./m.onnx``, or also by a glob) is kept once, where it was first named."""
     out: list[str] = []
     for model in models or []:
         if GLOB_CHARS & set(model) and not os.path.exists(model):
@@ -67,7 +72,8 @@ def _expand_models(models: Optional[list[str]]) -> list[str]:
             out.extend(found)
         else:
             out.append(model)
-    return out
+    unique = {(os.path.realpath(m) if os.path.exists(m) else m): m for m in reversed(out)}
+    return list(reversed(unique.values()))
 
 
 @dataclass(frozen=True)
@@ -79,18 +85,27 @@ class Prepared:
     baseline: Optional[Baseline]
 
 
+def _check_growth_setting(target: Target) -> None:
+    settings = target.settings
+    if settings.max_growth is None or settings.baseline:
+        return
+    origin = settings.origins.get("max-growth")
+    if origin is None:
+        raise UsageError(f"{target.path}: --max-growth needs --baseline (a `sepconv analyze --format json` report)")
+    raise ConfigError(f"{origin} needs a baseline (key 'baseline' or --baseline) for {target.path}")
+
+
 def _prepare(target: Target, several: bool) -> Prepared:
     settings = target.settings
-    if settings.max_growth is not None and not settings.baseline:
-        raise UsageError(f"{target.path}: --max-growth needs --baseline (a `sepconv analyze --format json` report)")
+    _check_growth_setting(target)
     if not settings.budgets and not settings.baseline:
         raise UsageError(f"{target.path}: no budget given (use --max-params, ..., --baseline or a config)")
     try:
         shapes = parse_input_shapes(list(settings.input_shapes))
     except UsageError as exc:
         raise UsageError(f"{target.path}: input-shape: {exc}") from None
-    base = load_baseline(settings.baseline) if settings.baseline else None
-    if base and several and os.path.abspath(base.model_path) != os.path.abspath(target.path):
+    base = load_baseline(settings.baseline, settings.origins.get("baseline")) if settings.baseline else None
+    if base and several and not base.describes(target.path):
         raise UsageError(f"{base.source}: records {base.model_path}, not {target.path}; with several models "
                          "give each model its own baseline in the config")
     return Prepared(target, shapes, base)
@@ -109,6 +124,8 @@ def _check_one(prepared: Prepared, torch_options: tuple[str, Optional[str], bool
     kwargs_json, arch, trust_pickle = torch_options
     report = load(target.path, LoadOptions(input_shapes=prepared.shapes, kwargs_json=kwargs_json, arch=arch,
                                            trust_pickle=trust_pickle)).report
+    for warning in report.warnings:
+        typer.echo(f"sepconv: warning: {target.path}: {warning}", err=True)
     size = _file_size(report, target.path)
     outcomes = evaluate(report, target.settings.budgets, size, model=target.path)
     if base is None:
@@ -117,7 +134,22 @@ def _check_one(prepared: Prepared, torch_options: tuple[str, Optional[str], bool
     for name in base.missing(figures):
         typer.echo(f"sepconv: warning: {base.source}: baseline has no {name} figure; its growth is not checked",
                    err=True)
-    return outcomes + evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path)
+    unknown = {**base.unknown, **unknown_figures(report)}
+    return outcomes + evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path,
+                                      unknown)
+
+
+def _check_all(prepared: list[Prepared], torch_options: tuple[str, Optional[str], bool]) -> CheckResult:
+    """Every model's outcomes; a model that cannot be loaded becomes an error entry (told on stderr)."""
+    results: list[Violation] = []
+    errors: list[ModelError] = []
+    for item in prepared:
+        try:
+            results.extend(_check_one(item, torch_options))
+        except SepconvError as exc:
+            typer.echo(f"sepconv: error: {exc}", err=True)
+            errors.append(ModelError(item.target.path, str(exc)))
+    return CheckResult(tuple(results), tuple(errors))
 
 
 def _append_step_summary(result: CheckResult) -> None:
@@ -140,8 +172,10 @@ def _render(result: CheckResult, fmt: CheckFormat, output: Optional[str], junit_
         write_atomic(junit_xml, check_renderer_for(CheckFormat.JUNIT)(result, options))
     if output:
         write_atomic(output, text)
-        failed = sum(1 for r in result.results if not r.passed)
-        typer.echo(f"sepconv check: {len(result.results)} budgets, {failed} exceeded -> {output}", err=True)
+        unknown = result.count("unknown")
+        told = f"{len(result.results)} budgets, {result.count('FAIL')} exceeded" + (f", {unknown} unknown"
+                                                                                   if unknown else "")
+        typer.echo(f"sepconv check: {told} -> {output}", err=True)
     else:
         typer.echo(text, nl=False)
 
@@ -172,7 +206,8 @@ def check(
                                          "(default: discovered upwards from the current directory).",
                                          show_default=False),
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
-    fmt: CheckFormat = typer.Option(CheckFormat.TABLE, "--format", "-f", help="Output format."),
+    fmt: Optional[CheckFormat] = typer.Option(None, "--format", "-f", show_default=False, help="Output format "
+                                              "[default: from the --output suffix (.json, .xml, .md), else table]."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the results to this file "
                                          "(atomically) instead of stdout.", show_default=False),
     junit_xml: Optional[str] = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
@@ -196,10 +231,10 @@ def check(
     for out in filter(os.path.exists, (output or "", junit_xml or "")):
         if any(os.path.exists(i) and os.path.samefile(out, i) for i in inputs):
             raise OutputError(f"{out}: is a model or baseline being checked; refusing to overwrite it")
-    results = tuple(o for p in prepared for o in _check_one(p, (kwargs, arch, trust_pickle)))
-    result = CheckResult(results)
-    _render(result, fmt, output, junit_xml)
-    _append_step_summary(result)
+    result = _check_all(prepared, (kwargs, arch, trust_pickle))
+    if result.results:  # nothing loaded: the stderr errors are the whole report
+        _render(result, format_for(fmt, output, CHECK_SUFFIX_FORMATS, CheckFormat.TABLE), output, junit_xml)
+        _append_step_summary(result)
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2 if result.errors else 1)
 

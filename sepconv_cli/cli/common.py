@@ -8,7 +8,7 @@ import shutil
 import sys
 import tempfile
 from enum import Enum
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Mapping, Optional, TypeVar
 
 import typer
 
@@ -103,6 +103,18 @@ ENGINE_OPTION = typer.Option(Engine.SEPCONV, "--engine", help="PyTorch counting 
                                                               "tables; needs real tensors).")
 DEVICE_OPTION = typer.Option(Device.META, "--device", help="Where entry points are built (meta: no weight memory, "
                                                            "no energy figures).")
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def format_for(fmt: Optional[E], output: Optional[str], suffixes: Mapping[str, E], fallback: E) -> E:
+    """The asked ``fmt``; else the format ``output``'s suffix names in ``suffixes``; else ``fallback``."""
+    if fmt is not None:
+        return fmt
+    if output is not None:
+        return suffixes.get(os.path.splitext(output)[1].lower(), fallback)
+    return fallback
 
 
 def terminal_width(default: int = 80) -> int:

@@ -4,7 +4,9 @@ annotations live in ``junit.py`` and ``github.py``).
 ``CheckFormat`` is the user's choice and ``CHECK_RENDERERS`` maps every member to a ``"module:function"``
 imported on demand (JSON never imports rich). Every renderer has the signature
 ``(result: CheckResult, options: CheckRenderOptions) -> str``. Values are shown in their metric's unit:
-elements/MACs with SI suffixes, bytes in decimal units, shares as percentages.
+elements/MACs with SI suffixes, bytes in decimal units, shares as percentages. Every format shows an
+``unknown`` outcome (value not established) as a failure with its reason, and a model that could not be
+loaded as an error entry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from enum import Enum
 from typing import Callable
 
 from sepconv_cli.budget import metric_kind
-from sepconv_cli.records import SCHEMA_VERSION, CheckResult, Violation
+from sepconv_cli.records import SCHEMA_VERSION, CheckResult, ModelError, Violation
 from sepconv_cli.units import Kind, format_value
 
 
@@ -39,6 +41,18 @@ CHECK_RENDERERS: dict[CheckFormat, str] = {
     CheckFormat.MARKDOWN: "sepconv_cli.render.check:render_markdown",
 }
 
+# file suffix -> format, for `--output FILE` without `--format`
+CHECK_SUFFIX_FORMATS: dict[str, CheckFormat] = {
+    ".json": CheckFormat.JSON,
+    ".xml": CheckFormat.JUNIT,
+    ".md": CheckFormat.MARKDOWN,
+    ".markdown": CheckFormat.MARKDOWN,
+    ".txt": CheckFormat.TABLE,
+}
+
+UNKNOWN_TEXT = "?"
+MAX_RATIO = 999  # past this many times the limit, headroom reads ">999x limit"
+
 
 @dataclass(frozen=True)
 class CheckRenderOptions:
@@ -56,73 +70,125 @@ def check_renderer_for(fmt: CheckFormat) -> CheckRenderer:
     return resolve(CHECK_RENDERERS[CheckFormat(fmt)])
 
 
+def _share_of_limit(outcome: Violation) -> str:
+    """``"+41%"``, ``"-53%"``; past ``MAX_RATIO`` percent over, the value as a multiple of the limit."""
+    share = outcome.headroom / outcome.limit
+    if share >= -MAX_RATIO / 100:
+        return f"{share * 100:+.0f}%"
+    ratio = outcome.value / outcome.limit
+    return f"{ratio:.0f}x limit" if ratio < MAX_RATIO + 0.5 else f">{MAX_RATIO}x limit"
+
+
 def headroom_text(outcome: Violation) -> str:
-    """Headroom in the metric's unit plus its share of the limit: ``"813k (+41%)"``; negative = exceeded.
-    Shares show their headroom in percentage points only."""
+    """Headroom in the metric's unit plus its share of the limit: ``"813k (+41%)"``; negative = exceeded;
+    far past the limit the share reads ``"(42x limit)"``. Shares show percentage points only."""
+    if outcome.unknown:
+        return UNKNOWN_TEXT
     kind = metric_kind(outcome.metric)
     value = format_value(outcome.headroom, kind)
     if not outcome.limit or kind is Kind.FRACTION:  # a share of a share reads badly
         return value
-    return f"{value} ({outcome.headroom / outcome.limit * 100:+.0f}%)"
+    return f"{value} ({_share_of_limit(outcome)})"
 
 
 def cells(outcome: Violation) -> tuple[str, str, str, str, str, str]:
     """Model, budget, value, limit, headroom and verdict of one outcome, as display text."""
     kind = metric_kind(outcome.metric)
-    return (outcome.model, outcome.metric, format_value(outcome.value, kind), format_value(outcome.limit, kind),
-            headroom_text(outcome), "pass" if outcome.passed else "FAIL")
+    value = UNKNOWN_TEXT if outcome.unknown else format_value(outcome.value, kind)
+    return (outcome.model, outcome.metric, value, format_value(outcome.limit, kind), headroom_text(outcome),
+            outcome.verdict)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
 
 
 def summary_line(result: CheckResult) -> str:
-    """``"2 of 9 budgets exceeded across 3 models"`` or ``"all 9 budgets hold across 3 models"``."""
+    """``"2 of 9 budgets exceeded across 3 models"``, ``"... exceeded, 1 unknown ..."``, ``"1 of 9 budgets
+    unknown ..."`` or ``"all 9 budgets hold across 3 models"``, then how many models did not load."""
     total = len(result.results)
-    failed = sum(1 for r in result.results if not r.passed)
-    models = len({r.model for r in result.results})
-    where = f"across {models} model{'s' if models != 1 else ''}"
+    failed, unknown = result.count("FAIL"), result.count("unknown")
+    budgets = _plural(total, "budget").split(" ", 1)[1]
     if failed:
-        return f"{failed} of {total} budget{'s' if total != 1 else ''} exceeded {where}"
-    return f"all {total} budget{'s' if total != 1 else ''} hold {where}"
+        text = f"{failed} of {total} {budgets} exceeded" + (f", {unknown} unknown" if unknown else "")
+    elif unknown:
+        text = f"{unknown} of {total} {budgets} unknown"
+    else:
+        text = f"all {total} {budgets} hold"
+    text += f" across {_plural(len(result.models), 'model')}"
+    if result.errors:
+        text += f"; {_plural(len(result.errors), 'model')} could not be loaded"
+    return text
+
+
+def error_text(error: ModelError) -> str:
+    """One line for a model that could not be loaded, naming the model once."""
+    return error.message if error.message.startswith(error.model) else f"{error.model}: {error.message}"
 
 
 def render_table(result: CheckResult, options: CheckRenderOptions) -> str:
     """One block per model (its path as a heading, then one row per budget, green pass / red FAIL),
     and a summary line. The path stands alone so that long paths never squeeze the figures."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=options.width, force_terminal=options.color,
                       color_system="standard" if options.color else None, no_color=not options.color,
                       highlight=False)
-    for model in dict.fromkeys(r.model for r in result.results):
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for title, justify in (("budget", "left"), ("value", "right"), ("limit", "right"),
-                               ("headroom", "right"), ("result", "left")):
-            table.add_column(title, justify=justify, no_wrap=True)
-        for outcome in (r for r in result.results if r.model == model):
-            style = "green" if outcome.passed else "bold red"
-            _, *rest, verdict = cells(outcome)
-            table.add_row(*(Text(c) for c in rest), Text(verdict, style=style))  # Text: no markup in paths
+    for model in result.models:
+        outcomes = [r for r in result.results if r.model == model]
         console.print(Text(model, style="bold"), soft_wrap=True)
-        console.print(table)
+        if outcomes:
+            console.print(_model_table(outcomes))
+        for note in [f"{r.metric} unknown: {r.unknown}" for r in outcomes if r.unknown]:
+            console.print(Text(note, style="bold red"), soft_wrap=True)
+        for error in (e for e in result.errors if e.model == model):
+            console.print(Text(f"error: {error.message}", style="bold red"), soft_wrap=True)
     console.print(summary_line(result), style="green" if result.ok else "bold red")
     return buffer.getvalue()
+
+
+def _model_table(outcomes: list[Violation]):
+    """The budget rows of one model (green pass, red FAIL or unknown)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for title, justify in (("budget", "left"), ("value", "right"), ("limit", "right"),
+                           ("headroom", "right"), ("result", "left")):
+        table.add_column(title, justify=justify, no_wrap=True)
+    for outcome in outcomes:
+        style = "green" if outcome.passed else "bold red"
+        _, *rest, verdict = cells(outcome)
+        table.add_row(*(Text(c) for c in rest), Text(verdict, style=style))  # Text: no markup in paths
+    return table
 
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def _row(r: Violation) -> dict:
+    """One outcome as JSON; an unknown one has ``value``/``headroom`` null, ``counted`` and ``unknown``."""
+    row = {"model": r.model, "metric": r.metric, "unit": metric_kind(r.metric).value,
+           "value": None if r.unknown else _number(r.value), "limit": _number(r.limit),
+           "headroom": None if r.unknown else _number(r.headroom), "passed": r.passed,
+           "status": r.verdict.lower(), "message": r.message}
+    if r.unknown:
+        row.update(counted=_number(r.value), unknown=r.unknown)
+    return row
+
+
 def check_dict(result: CheckResult) -> dict:
-    """The results as JSON-ready data: raw values (elements, MACs, bytes, fractions) and display text."""
-    rows = [{"model": r.model, "metric": r.metric, "unit": metric_kind(r.metric).value,
-             "value": _number(r.value), "limit": _number(r.limit), "headroom": _number(r.headroom),
-             "passed": r.passed, "message": r.message} for r in result.results]
+    """The results as JSON-ready data: raw values (elements, MACs, bytes, fractions) and display text;
+    ``errors`` lists the models that could not be loaded."""
     return {"schema_version": SCHEMA_VERSION, "ok": result.ok,
-            "failed": sum(1 for r in result.results if not r.passed), "total": len(result.results),
-            "models": sorted({r.model for r in result.results}), "results": rows}
+            "failed": sum(1 for r in result.results if not r.passed), "unknown": result.count("unknown"),
+            "total": len(result.results), "models": sorted(result.models),
+            "results": [_row(r) for r in result.results],
+            "errors": [{"model": e.model, "error": e.message} for e in result.errors]}
 
 
 def render_json(result: CheckResult, options: CheckRenderOptions) -> str:
@@ -141,6 +207,13 @@ def render_markdown(result: CheckResult, options: CheckRenderOptions) -> str:
              "|---|---|---:|---:|---:|---|"]
     for outcome in result.results:
         rest = [_md_escape(c) for c in cells(outcome)[:-1]]
-        mark = "✅ pass" if outcome.passed else "❌ **FAIL**"
-        lines.append("| " + " | ".join([f"`{rest[0]}`", *rest[1:], mark]) + " |")
+        lines.append("| " + " | ".join([f"`{rest[0]}`", *rest[1:], _md_mark(outcome)]) + " |")
+    for error in result.errors:
+        lines.append(f"| `{_md_escape(error.model)}` | | | | | ❌ **error**: {_md_escape(error.message)} |")
     return "\n".join(lines) + "\n"
+
+
+def _md_mark(outcome: Violation) -> str:
+    if outcome.unknown:
+        return f"❌ **unknown**: {_md_escape(outcome.unknown)}"
+    return "✅ pass" if outcome.passed else "❌ **FAIL**"

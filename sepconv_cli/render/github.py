@@ -1,15 +1,16 @@
 """GitHub Actions workflow commands for `sepconv check`.
 
-One ``::error file=MODEL,title=sepconv check: BUDGET::MESSAGE`` per exceeded budget (GitHub shows it as an
-annotation on the run and on the file when the model is tracked in the repository) and one
-``::notice`` per model summarising the budgets that hold. Values are escaped as the workflow-command
-syntax requires: ``%``, CR and LF in messages; additionally ``:`` and ``,`` in properties.
+One ``::error file=MODEL,title=sepconv check: BUDGET::MESSAGE`` per exceeded or unknown budget and per
+model that could not be loaded (GitHub shows it as an annotation on the run and on the file when the
+model is tracked in the repository) and one ``::notice`` per model summarising the budgets that hold.
+Values are escaped as the workflow-command syntax requires: ``%``, CR and LF in messages; additionally
+``:`` and ``,`` in properties.
 """
 
 from __future__ import annotations
 
 from sepconv_cli.records import CheckResult
-from sepconv_cli.render.check import CheckRenderOptions, summary_line
+from sepconv_cli.render.check import CheckRenderOptions, error_text, summary_line
 
 
 def escape_data(text: str) -> str:
@@ -36,8 +37,11 @@ def render_github(result: CheckResult, options: CheckRenderOptions) -> str:
         if outcome.passed:
             passes.setdefault(outcome.model, []).append(outcome.message)
         else:
+            verdict = "unknown" if outcome.unknown else "exceeded"
             lines.append(command("error", f"{outcome.model}: {outcome.message}", file=outcome.model,
-                                 title=f"sepconv check: {outcome.metric} exceeded"))
+                                 title=f"sepconv check: {outcome.metric} {verdict}"))
+    for error in result.errors:
+        lines.append(command("error", error_text(error), file=error.model, title="sepconv check: model not loaded"))
     for model, messages in passes.items():
         lines.append(command("notice", f"{model}: " + "; ".join(messages), file=model,
                              title="sepconv check: budgets hold"))
