@@ -147,10 +147,11 @@ def _bn_folded(layer: Layer, fold_bn: bool) -> str | None:
 def _candidate(layer: Layer, found: Spectrum | None, options: CandidateOptions) -> Candidate:
     spec = layer.conv
     t_star = costs.break_even_rank(spec)
+    bn = _bn_folded(layer, options.fold_bn)
+    sep_spec = spec if bn is None else replace(spec, has_bias=True)  # a folded BN leaves a bias behind
     base = dict(name=layer.name, op=layer.op, params=costs.conv_params(spec), macs=_macs(layer, None),
-                params_separable=costs.separable_params(spec, 1, options.depthwise_bias),
-                macs_separable=_macs(layer, 1), break_even=t_star, max_rank=costs.max_rank(spec),
-                bn_folded=_bn_folded(layer, options.fold_bn))
+                params_separable=costs.separable_params(sep_spec, 1, options.depthwise_bias),
+                macs_separable=_macs(layer, 1), break_even=t_star, max_rank=costs.max_rank(spec), bn_folded=bn)
     if not layer.weight_constant:
         return Candidate(**base, convertible=False, reason=NOT_CONSTANT)
     if found is None:
@@ -161,7 +162,7 @@ def _candidate(layer: Layer, found: Spectrum | None, options: CandidateOptions) 
         reason = f"T={rank} needed for {options.energy:.0%} energy is not below break-even T*={t_star:.3g}"
         return Candidate(**base, energy_t1=energy_t1, risk=_risk(energy_t1), reason=reason)
     return Candidate(**base, energy_t1=energy_t1, risk=_risk(energy_t1), rank=rank,
-                     params_at_rank=costs.separable_params(spec, rank, options.depthwise_bias),
+                     params_at_rank=costs.separable_params(sep_spec, rank, options.depthwise_bias),
                      macs_at_rank=_macs(layer, rank), energy_at_rank=found.energy(rank))
 
 
@@ -185,9 +186,18 @@ def find_candidates(report: Report, handle: ModelHandle | None, options: Candida
     if not 0.0 <= options.energy <= 1.0:
         raise UsageError(f"--energy must be within [0, 1], got {options.energy}")
     assessed = [_assess(layer, handle, options) for layer in report.layers if layer.conv is not None]
-    candidates = sorted((a.candidate for a in assessed if a.candidate is not None), key=_SORT_KEYS[RankBy(options.rank_by)])
+    found = [_with_bn_params(a.candidate, report) for a in assessed if a.candidate is not None]
+    candidates = sorted(found, key=_SORT_KEYS[RankBy(options.rank_by)])
     excluded = tuple(a.excluded for a in assessed if a.excluded is not None)
     return report.with_candidates(tuple(candidates), excluded, options.energy)
+
+
+def _with_bn_params(candidate: Candidate, report: Report) -> Candidate:
+    """A candidate whose following BatchNorm is folded replaces the conv and the BN: its ``params`` count
+    both, as ``convert`` does, so the whole-model figures match what conversion gives."""
+    if candidate.bn_folded is None:
+        return candidate
+    return replace(candidate, params=candidate.params + report.layer(candidate.bn_folded).params)
 
 
 def _check_selection(options: PlanOptions, names: list[str]) -> None:

@@ -125,7 +125,9 @@ class Candidate:
     on the pointwise conv). ``rank`` is the smallest T keeping the requested energy (None without
     weights, or when that T reaches break-even); ``params_at_rank``/``macs_at_rank`` are the costs there.
     ``energy_t1`` is the share of squared Frobenius norm kept at T=1 (None without weights).
-    ``break_even`` is T* = K*Cout/(K*g+Cout); savings exist only for T < T*.
+    ``break_even`` is T* = K*Cout/(K*g+Cout); savings exist only for T < T*. When the following
+    BatchNorm is folded (``bn_folded``), ``params`` include the BN's, which leave the model with it, and
+    the separable figures include the pointwise bias the folding leaves.
     """
 
     name: str

@@ -253,3 +253,23 @@ def test_fixed_rank_past_break_even_is_skipped_but_full_rank_is_not():
 def test_bad_plan_options_are_usage_errors(options):
     with pytest.raises(UsageError):
         make_plan(seed_vgg(), None, options)
+
+
+def test_whole_model_figures_with_batchnorm_match_what_convert_gives():
+    """The trained digits sample (every conv followed by BN): analyze's 'every candidate at T=1' figure
+    counts the BN params leaving and the bias folding leaves, so it equals the converted model's 174,821."""
+    import os
+
+    from sepconv_cli.loaders import load
+    from sepconv_cli.render.views import summary
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "digits_vgg.onnx")
+    loaded = load(path)
+    report = find_candidates(loaded.report, loaded.handle, CandidateOptions())
+    assert report.params == 1_188_170
+    assert summary(report)[0].params == 174_821
+    first = report.layer("/block1/conv1/Conv")
+    block1 = next(c for c in report.candidates if c.name == first.name)
+    assert (block1.params, block1.params_separable) == (3 * 64 * 9 + 64 + 2 * 64, 3 * 9 + 3 * 64 + 64)
+    plan = make_plan(loaded.report, loaded.handle, PlanOptions(rank=1))
+    assert loaded.report.params - plan.params_saved == 174_821
