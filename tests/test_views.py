@@ -160,3 +160,23 @@ def test_top_level_rows_sum_to_the_totals(paths, depth, data):
     assert sum(r.count for r in top) == len(layers)
     assert sum(r.unknown for r in top) == sum(1 for m in macs if m is None)
     assert all(r.level < depth for r in rows)
+
+
+def test_share_saved_of_a_kernel_fed_at_run_time_stays_below_one(tmp_path):
+    """A conv whose 16x8x3x3 kernel is a graph input (not a model param): its savings are shares of the
+    model plus that kernel, never over 100%."""
+    from onnx import helper
+
+    from onnx_builders import analyse, model, vinfo, weight
+    from sepconv_cli.planner import CandidateOptions, find_candidates
+    from sepconv_cli.render.views import candidate_views
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["y", "b"], ["z"], name="add")]
+    m = model(nodes, [vinfo("x", [1, 8, 8, 8]), vinfo("w", [16, 8, 3, 3])], [vinfo("z", None)],
+              [weight("b", [1, 16, 1, 1])])
+    loaded = analyse(m, tmp_path)
+    report = find_candidates(loaded.report, loaded.handle, CandidateOptions())
+    (view,) = candidate_views(report)
+    assert report.params == 16 and not view.cand.convertible
+    assert view.params_share_t1 == view.cand.params_saved / (16 + 16 * 8 * 9) < 1.0

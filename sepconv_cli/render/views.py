@@ -259,11 +259,20 @@ def candidate_views(report: Report) -> tuple[CandidateView, ...]:
     out = []
     for cand in report.candidates:
         at_rank = rank_saving(cand)
+        params = report.params + _fed_at_run_time(report, cand)
         out.append(CandidateView(
             cand=cand,
             macs_share_t1=None if cand.macs is None else share_of(cand.macs_saved, report.macs),
-            params_share_t1=share_of(cand.params_saved, report.params),
+            params_share_t1=share_of(cand.params_saved, params),
             macs_share_rank=None if at_rank is None else share_of(at_rank[1], report.macs),
-            params_share_rank=None if at_rank is None else share_of(at_rank[0], report.params),
+            params_share_rank=None if at_rank is None else share_of(at_rank[0], params),
         ))
     return tuple(out)
+
+
+def _fed_at_run_time(report: Report, cand: Candidate) -> int:
+    """Kernel elements of a candidate whose weight is a run-time input: not among the model's params, so
+    its shares are taken of the model plus that kernel (never above 100%)."""
+    if cand.convertible:
+        return 0
+    return max(0, cand.params - report.layer(cand.name).params)
