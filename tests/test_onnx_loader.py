@@ -269,3 +269,21 @@ def test_weights_inside_if_branches_are_credited_to_the_if_node(tmp_path):
     assert report.layer("/gate/If").params == report.params
     assert [u.op for u in report.uncounted] == ["If"]
     assert report.warnings == () or not any("read by no node" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("ir_version,convertible", [(8, False), (3, True)])
+def test_initializer_listed_as_input_is_a_run_time_default_from_ir_4(tmp_path, ir_version, convertible):
+    """From IR 4 on, an initializer that is also a graph input is a default the caller may override:
+    converting it would drop that input, so the conv is flagged, not convertible. IR 3 had to list every
+    initializer as an input, so there the listing means nothing."""
+    from sepconv_cli.planner import CandidateOptions, find_candidates
+
+    w, b = weight("W", [8, 4, 3, 3]), weight("B", [8], 1)
+    node = helper.make_node("Conv", ["x", "W", "B"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    inputs = [vinfo("x", [1, 4, 8, 8]), vinfo("W", [8, 4, 3, 3]), vinfo("B", [8])]
+    m = model([node], inputs, [vinfo("y", [1, 8, 8, 8])], [w, b], ir_version=ir_version,
+              opset=8 if ir_version == 3 else 17)
+    loaded = analyse(m, tmp_path)
+    assert loaded.report.params == 8 * 4 * 9 + 8  # still the model's weights either way
+    (candidate,) = find_candidates(loaded.report, loaded.handle, CandidateOptions()).candidates
+    assert candidate.convertible is convertible

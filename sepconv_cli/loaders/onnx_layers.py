@@ -53,6 +53,7 @@ class GraphFacts:
     graph_outputs: frozenset[str]
     buffer_names: frozenset[str]
     bn_inputs: dict[int, str]  # BatchNormalization node index -> its data input
+    overridable: frozenset[str] = frozenset()  # initializers also listed as inputs (IR >= 4): run-time defaults
 
 
 def consumers_of(graph: onnx.GraphProto) -> dict[str, list[int]]:
@@ -96,10 +97,17 @@ def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]
         output_shapes=view.output_shapes, params=params, buffers=buffers,
         macs=cost.macs if cost is not None else None, note=note, path=scope_path(name),
         conv=cost.conv if cost is not None else None,
-        weight_constant=(facts.catalogue.resolve(node.input[1]) is not None) if is_conv and len(node.input) > 1
-        else True,
+        weight_constant=_constant_weights(node, facts) if is_conv else True,
         bn_follows=_bn_follows(node, facts) if is_conv else None,
     )
+
+
+def _constant_weights(node: onnx.NodeProto, facts: GraphFacts) -> bool:
+    """True when a conv's kernel (and bias) are constants of the model: not computed, and not graph inputs
+    that a caller may override at run time (a converted model could not keep such an input)."""
+    tensors = [name for name in node.input[1:3] if name]
+    return bool(tensors) and node.input[1] == tensors[0] and all(
+        facts.catalogue.resolve(name) is not None and name not in facts.overridable for name in tensors)
 
 
 def _cost(view: NodeView, node: onnx.NodeProto, source: str) -> tuple[OpCost | None, str]:

@@ -74,6 +74,7 @@ def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
         consumers=consumers_of(graph), graph_outputs=frozenset(o.name for o in graph.output),
         buffer_names=weights.buffer_names,
         bn_inputs={i: n.input[0] for i, n in enumerate(graph.node) if n.op_type == "BatchNormalization"},
+        overridable=_overridable(model),
     )
     layers = build_layers(graph, order, facts)
     info = ModelInfo(
@@ -90,6 +91,15 @@ def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
     )
     handle = OnnxHandle(model, catalogue, layers, names)
     return LoadedModel(report=report, handle=handle, native=model)
+
+
+def _overridable(model: onnx.ModelProto) -> frozenset[str]:
+    """Initializers that are also graph inputs in an IR >= 4 file: defaults a caller may override. (IR < 4
+    had to list every initializer as an input, so there the listing means nothing.)"""
+    if model.ir_version < 4:
+        return frozenset()
+    inits = {t.name for t in model.graph.initializer}
+    return frozenset(i.name for i in model.graph.input if i.name in inits)
 
 
 def _check_declared_dims(source: str, graph: onnx.GraphProto) -> None:
