@@ -195,7 +195,7 @@ def convert(
     plan = PlanOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), top=top, min_saving=min_saving,
                        init=init.value, fold_bn=fold_bn, depthwise_bias=depthwise_bias, **rule)
     load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
-                       trust_pickle=trust_pickle, device="cpu")
+                       trust_pickle=trust_pickle, device="cpu", dynamic_dims=True)
     progress = _Progress(calibrating=calibrate is not None)
     hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed, progress)
     inputs_limit = None

@@ -23,7 +23,9 @@ class LoadOptions:
     ``kwargs_json``: JSON object passed to an entry-point factory. ``arch``: entry point building the
     module a state_dict belongs to. ``trust_pickle``: allow unpickling (runs arbitrary code).
     ``engine``: PyTorch counting engine (``"sepconv"`` or ``"fvcore"``). ``device``: where entry points
-    are built (``"meta"`` allocates no weight memory; ``"cpu"``).
+    are built (``"meta"`` allocates no weight memory; ``"cpu"``). ``dynamic_dims``: a PyTorch model accepts
+    symbolic dims in ``input_shapes`` (counted at size 1; ``convert`` exports them as dynamic dims); otherwise
+    they are a usage error, since a live module runs at concrete sizes.
     """
 
     input_shapes: tuple[tuple[Optional[str], Shape], ...] = ()
@@ -32,6 +34,7 @@ class LoadOptions:
     trust_pickle: bool = False
     engine: str = "sepconv"
     device: str = "meta"
+    dynamic_dims: bool = False
 
 
 @dataclass(frozen=True)

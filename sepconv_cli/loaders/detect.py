@@ -13,6 +13,9 @@ from sepconv_cli.loaders.base import LoadOptions
 
 _ENTRYPOINT = re.compile(r"^(?P<target>[\w./\\-]+?(\.py)?):(?P<attr>[A-Za-z_][\w.]*)$")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+# suffixes only PyTorch writes: such a file that is neither a zip nor a pickle is a broken PyTorch file
+_TORCH_SUFFIXES = {".pt2": "a torch.export .pt2 archive", ".pt": "a PyTorch file", ".pth": "a PyTorch file",
+                   ".ts": "a TorchScript archive", ".jit": "a TorchScript archive"}
 
 
 def is_entrypoint(source: str) -> bool:
@@ -57,4 +60,7 @@ def detect_format(source: str, options: LoadOptions | None = None) -> str:
         return _zip_kind(source)
     if head[:2] in _PICKLE_MAGIC:
         return "state_dict"  # legacy (non-zip) torch.save
+    kind = _TORCH_SUFFIXES.get(os.path.splitext(source)[1].lower())
+    if kind:
+        raise InputError(f"{source}: not {kind} (not a zip file)")
     return "onnx"

@@ -1,7 +1,8 @@
 """Resolve and call a model entry point: ``package.module:factory`` or ``path/to/file.py:factory``.
 
 ``factory`` may be a dotted attribute path (``models:Zoo.resnet``). ``--kwargs`` is a JSON object passed
-as keyword arguments. Every failure (module not found, attribute missing, bad JSON, the factory raising,
+as keyword arguments. Modules are looked up from the current directory first, as ``python -m`` does.
+Every failure (module not found, attribute missing, bad JSON, the factory raising,
 a non-``nn.Module`` result) becomes a one-line ``InputError``.
 """
 
@@ -45,7 +46,16 @@ def _import_file(path: str, source: str) -> Any:
     return module
 
 
+def cwd_importable() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` does, so modules next to the
+    user (``models:resnet``, classes a trusted pickle names) import."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def _import_module(name: str, source: str) -> Any:
+    cwd_importable()
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -1,7 +1,7 @@
 """Count a live ``nn.Module``: make inputs, run the chosen engine, assemble the report and weights handle.
 
 Input shapes come from ``--input-shape`` (positional, or by ``forward`` parameter name) or from a
-``example_input_shapes`` attribute on the module (a tuple of shapes). Symbolic dims are read as 1.
+``example_input_shapes`` attribute on the module (a tuple of shapes). Symbolic dims are a usage error unless ``LoadOptions.dynamic_dims`` (then read as 1).
 When the model carries an eval-mode BatchNorm right after a conv, ``Report.extra`` also gives
 ``params_bn_folded`` (see ``torch_rows.with_bn_folded``).
 """
@@ -85,6 +85,7 @@ def make_inputs(model, options: LoadOptions, device: str, info: ModelInfo) -> tu
     for name, shape in shapes:
         dims = tuple(d if isinstance(d, int) else 1 for d in shape)
         if dims != tuple(shape):
+            _check_concrete(shape, options)
             warnings.append(f"symbolic dims of input shape {format_shape(shape)} read as 1")
         tensor = torch.zeros(dims, dtype=_dtype(model), device=device)
         if name is None:
@@ -94,6 +95,14 @@ def make_inputs(model, options: LoadOptions, device: str, info: ModelInfo) -> tu
         else:
             kw[name] = tensor
     return tuple(pos), kw, warnings
+
+
+def _check_concrete(shape, options: LoadOptions) -> None:
+    """A live module runs at concrete sizes: a symbolic dim would be counted at a made-up size."""
+    symbolic = next((d for d in shape if not isinstance(d, int)), None)
+    if symbolic is not None and not options.dynamic_dims:
+        raise UsageError(f"--input-shape {format_shape(shape)}: dim {symbolic!r} is not a number; a PyTorch "
+                         "model needs concrete sizes (e.g. 1x3x224x224)")
 
 
 def _device(model: torch.nn.Module) -> str:

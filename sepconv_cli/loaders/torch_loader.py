@@ -8,8 +8,12 @@ on meta the model is rebuilt on the CPU and the report says so.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from dataclasses import replace
 
@@ -53,8 +57,12 @@ def _on_meta(model: torch.nn.Module) -> bool:
 
 
 def _torch_load(source: str, weights_only: bool):
+    if not weights_only:
+        entrypoint.cwd_importable()  # the classes a pickle names are often defined next to it
     try:
-        return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=False)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal says it all
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=weights_only, mmap=False)
     except (pickle.UnpicklingError, ImportError, AttributeError) as exc:  # a pickled class that cannot be imported
         if weights_only:
             raise _Refused(first_line(exc)) from None
@@ -160,12 +168,42 @@ def load_torchscript(source: str, options: LoadOptions) -> LoadedModel:
     return analyze_module(model, _info(source, "torchscript"), options, scripted=True)
 
 
-def _load_program(source: str):
+class _Reasons(logging.Handler):
+    """Collects the exceptions torch logs (with a traceback) instead of raising them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.reasons: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.reasons.append(record.exc_info[1])
+
+
+@contextlib.contextmanager
+def _logged_reasons(name: str):
+    """While loading, logger ``name`` hands its records to a ``_Reasons`` instead of printing them."""
+    logger, handler = logging.getLogger(name), _Reasons()
+    saved = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
     try:
-        return torch.export.load(source)
-    except Exception as exc:  # noqa: BLE001 - version mismatch, corrupt member, unknown schema...
-        raise InputError(f"{source}: cannot load torch.export program "
-                         f"({type(exc).__name__}: {first_line(exc)})") from None
+        yield handler.reasons
+    finally:
+        logger.handlers, logger.propagate = saved
+
+
+_ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
+
+
+def _load_program(source: str):
+    with _logged_reasons("torch.export") as reasons:
+        try:
+            return torch.export.load(source)
+        except Exception as exc:  # noqa: BLE001 - version mismatch, corrupt member, unknown schema...
+            cause = reasons[0] if reasons else exc  # torch logs the real reason, then raises a generic one
+            reason = _ENFORCE.sub("", first_line(cause)).split(". ")[0].rstrip(".")
+            raise InputError(f"{source}: cannot load torch.export program "
+                             f"({type(cause).__name__}: {reason})") from None
 
 
 def _user_inputs(program) -> list:
