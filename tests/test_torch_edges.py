@@ -137,3 +137,11 @@ class Marker:
 
     def __reduce__(self):
         return (os.getcwd, ())
+
+
+def test_bn_folded_params_come_with_a_reason():
+    report = load("archs:EffNetBlock", LoadOptions(input_shapes=((None, (1, 16, 10, 10)),))).report
+    folded = dict(report.extra)["params_bn_folded"]
+    assert folded < report.params
+    assert (f"params {folded:,} after folding BatchNorm into the preceding convs (as ONNX exporters do): "
+            f"{report.params:,} as trained") in report.warnings
