@@ -145,3 +145,21 @@ def test_bn_folded_params_come_with_a_reason():
     assert folded < report.params
     assert (f"params {folded:,} after folding BatchNorm into the preceding convs (as ONNX exporters do): "
             f"{report.params:,} as trained") in report.warnings
+
+
+def _scripted(model: nn.Module, tmp_path) -> str:
+    path = str(tmp_path / "model.jit")
+    torch.jit.save(torch.jit.script(model.eval()), path)
+    return path
+
+
+def test_torchscript_rows_carry_activation_shapes_and_tied_owners(tmp_path):
+    seq = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    rows = {layer.name: (layer.input_shapes, layer.output_shapes, layer.macs)
+            for layer in load(_scripted(seq, tmp_path), LoadOptions(input_shapes=((None, (3, 7, 32)),))).report.layers}
+    assert rows == {"0": (((3, 7, 32),), ((3, 7, 64),), 21 * 32 * 64),
+                    "2": (((3, 7, 64),), ((3, 7, 16),), 21 * 64 * 16)}
+    tied = load(_scripted(TiedHead(), tmp_path), LoadOptions(input_shapes=TIED_SHAPE)).report
+    assert _params(tied) == (TIED_PARAMS, {"a": 110, "head": 500})
+    assert tied.layer("head").macs == 4 * 10 * 50
+    assert (tied.layer("head").input_shapes, tied.layer("head").output_shapes) == (((4, 10),), ((4, 50),))

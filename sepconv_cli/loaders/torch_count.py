@@ -4,8 +4,8 @@ Every ATen op the forward runs (on real, meta or fake tensors) is recorded with 
 that called it, costed by ``torch_ops`` (MACs), and checked for dataflow: a conv output whose only
 consumer is an eval-mode BatchNorm gets ``bn_follows``. Because it sees ATen ops after decomposition,
 string padding, ``F.conv2d``, Linear over a sequence, ``einsum`` and attention kernels are all costed
-from the shapes that actually ran. TorchScript modules do not fire Python hooks: there ops are attributed
-to the module owning their first parameter argument.
+from the shapes that actually ran. TorchScript modules do not fire Python hooks: there ``torch_script``
+attributes ops by parameter ownership (parameter-free modules get no row).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from sepconv_cli.loaders import torch_ops
 from sepconv_cli.loaders.torch_rows import ModuleCall, OpEvent, Trace, conv_spec_from_op
+from sepconv_cli.loaders.torch_script import ScriptScopes
 from sepconv_cli.records import ConvSpec
 
 
@@ -98,6 +99,8 @@ class Tracer:
         self.conv_out: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.uses: Counter = Counter()
         self.bn_consumer: dict[int, str] = {}
+        self.script = ScriptScopes(model) if scripted else None
+        self.last_scope = ""
         for name, p in model.named_parameters():
             self.param_names[p] = name
             self.trace.params[name] = p.numel()
@@ -108,16 +111,18 @@ class Tracer:
     def _param_name(self, tensor: Any) -> Optional[str]:
         return self.param_names.get(tensor) if isinstance(tensor, torch.Tensor) else None
 
-    def _scope(self, params: tuple[str, ...]) -> str:
-        if self.scripted:
-            return params[0].rpartition(".")[0] if params else ""
+    def _scope(self, op: str, params: tuple[str, ...]) -> str:
+        if self.script is not None:
+            return self.script.scope(op, params)
         return self.stack[-1].name if self.stack else ""
 
     def record(self, func, args, kwargs, out) -> None:
         name, macs, known = torch_ops.count_op(func, args, kwargs, out)
         leaves = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         params = tuple(dict.fromkeys(self.param_names[t] for t in leaves if t in self.param_names))
-        scope = self._scope(params)
+        scope = self._scope(name, params)
+        if self.script is not None:
+            self.script.reshaped(name, args[0] if args else None, out, self.trace.modules)
         self._dataflow(name, args, leaves, scope)
         if not known or macs != 0 or name in torch_ops.CONV_OPS:
             conv = conv_spec_from_op(name, args, kwargs) if name in torch_ops.CONV_OPS else None
@@ -129,7 +134,7 @@ class Tracer:
                 self.conv_out[_first(out)] = len(self.trace.events) - 1
         elif params and isinstance(out, torch.Tensor) and (getattr(func, "is_view", False) or name in _COPIES):
             self.param_names[out] = params[0]  # a view or copy of a weight (t(), view) stays that weight
-        if self.scripted and scope and scope not in self.trace.modules:
+        if self.script is not None and scope:
             self._scripted_call(scope, leaves, out)
 
     def _dataflow(self, name: str, args: tuple, leaves: list, scope: str) -> None:
@@ -143,9 +148,17 @@ class Tracer:
                     self.bn_consumer[index] = scope
 
     def _scripted_call(self, scope: str, leaves: list, out: Any) -> None:
-        module = dict(self.model.named_modules()).get(scope)
-        type_name = getattr(module, "original_name", type(module).__name__)
-        self.trace.modules[scope] = ModuleCall(scope, type_name, shapes_of(leaves[:1]), shapes_of(_first(out)))
+        """A TorchScript module's row: its first activation input, the output of its last op."""
+        call = self.trace.modules.get(scope)
+        if call is None:
+            acts = [self.script.source(t) for t in leaves if t not in self.param_names]
+            if not acts:
+                return  # t() of a weight: the activations come with the module's next op
+            call = self.trace.modules[scope] = ModuleCall(scope, self.script.type_name(scope), shapes_of(acts[:1]))
+        elif scope != self.last_scope:
+            return  # a later call of the module: its row keeps the first call's shapes
+        call.output_shapes = shapes_of(self.script.last_output(scope, _first(out)))
+        self.last_scope = scope
 
     def _pre(self, module, args, kwargs):
         name = self.names.get(id(module), "")
