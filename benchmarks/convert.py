@@ -155,7 +155,7 @@ def bench_vgg(folder: str) -> None:
     result = conversion.convert(request)
     print(f"seed VGG ({os.path.relpath(source)}) at T=1: params {result.before.params:,} -> {result.after.params:,}, "
           f"MACs {result.before.macs / result.after.macs:.2f}x fewer")
-    inputs, _ = conversion.verification_inputs(request, result.before)
+    inputs = conversion.verification_inputs(request, result.before).arrays
     for threads in (None, 1):
         before, after = BACKEND.runner(source, threads), BACKEND.runner(out, threads)
         lat = verify.benchmark(lambda: before(inputs), lambda: after(inputs), runs=50, warmup=5)

@@ -3,18 +3,19 @@
 ``CalibrationHook(path, options)`` loads the calibration inputs, refits the converted model with the
 backend's driver (chosen by source format in ``DRIVERS``, imported lazily: the ONNX path never imports
 torch) and returns the converted model with the plan as calibration left it. The report of the run is
-kept on the hook (``hook.report``) for the renderers and the manifest.
+kept on the hook (``hook.report``) for the renderers and the manifest, and the inputs calibration did not
+fit on are offered for verification (``hook.verification_feed()``), so that its figures are out of sample.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from sepconv_cli.calib_inputs import load_calibration_inputs
 from sepconv_cli.calib_loop import CalibResult, replan
-from sepconv_cli.calibrate import CalibOptions
+from sepconv_cli.calibrate import CalibOptions, split_samples
 from sepconv_cli.errors import UsageError
 from sepconv_cli.loaders.base import LoadedModel
 from sepconv_cli.records import CalibrationReport
@@ -57,18 +58,31 @@ def driver_for(fmt: str):
 
 @dataclass
 class CalibrationHook:
-    """``after_rewrite`` hook: calibrate on the inputs at ``path``; ``report``/``result`` are set after a run."""
+    """``after_rewrite`` hook: calibrate on the inputs at ``path``; ``report``/``result``/``inputs`` (by
+    input name) are set after a run, ``notes`` collects what loading the inputs changed (dtype casts)."""
 
     path: str
     options: CalibOptions = CalibOptions()
     report: Optional[CalibrationReport] = None
     result: Optional[CalibResult] = None
+    inputs: Optional[dict] = None
+    notes: list = field(default_factory=list)
 
     def __call__(self, loaded: LoadedModel, converted: Converted, backend: Any = None) -> Converted:
         fmt = loaded.report.model.format
         calibrate = driver_for(fmt)
-        inputs = load_calibration_inputs(self.path, loaded.report.model.inputs, self.options.samples)
+        inputs = load_calibration_inputs(self.path, loaded.report.model.inputs, self.options.samples, self.notes)
+        self.inputs = inputs
         self.result = calibrate(_original(loaded), converted.native, converted.plan, inputs, self.options)
         self.report = self.result.report
         plan = replan(converted.plan, loaded.report, self.result)
         return replace(converted, native=self.result.model, plan=plan)
+
+    def verification_feed(self) -> tuple[dict, str, str]:
+        """(inputs, source, role) to verify on: the samples held back from the fit (split as the drivers
+        split them), or all of them, said so, when none were held back."""
+        assert self.inputs is not None, "verification_feed needs a calibration run first"
+        count = min(len(a) for a in self.inputs.values())
+        fit, held = split_samples(count, self.options.holdout, self.options.seed)
+        chosen, role = (held, "held-back calibration") if len(held) else (fit, "in-sample calibration")
+        return {name: a[chosen] for name, a in self.inputs.items()}, self.path, role

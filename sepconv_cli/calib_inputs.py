@@ -5,18 +5,22 @@ any name for a single-input model), a single ``.npy`` file (single-input models)
 files (single-input models; each file one sample or a batch) and/or ``.npz`` files (read like one
 ``.npz`` each), taken in name order. Arrays are ``(samples, *input_shape[1:])``; a file without the batch
 axis is one sample. Every problem is an ``InputError`` whose message is one line naming the file.
+
+The same rule reads verification inputs (``verify.load_inputs``): a file is accepted or refused alike
+whichever step reads it. A cast within a dtype kind (float64 -> float32) is fine and noted.
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from sepconv_cli.errors import InputError
 from sepconv_cli.records import TensorInfo, format_shape
+from sepconv_cli.verify import numpy_dtype
 
 # A model input dtype accepts arrays of the same numpy kind (casting within the kind, e.g. float64 to
 # float32, is fine; float images for an int input or the reverse are refused).
@@ -55,19 +59,23 @@ def _assign(path: str, arrays: dict[str, np.ndarray], inputs: Sequence[TensorInf
     return {n: arrays[n] for n in names}
 
 
-def _conform(path: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
+def expected_shape(shape: Sequence) -> str:
+    """How an input's shape reads in messages: the sample axis is free (``N``), e.g. ``Nx3x32x32``."""
+    return "x".join(["N"] + [str(d) for d in shape[1:]])
+
+
+def conform(path: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
     """``array`` as a batch for input ``info``: batch axis added for a single sample, dtype cast within kind."""
     shape = info.shape
     a = np.asarray(array)
     if shape is not None and a.ndim == len(shape) - 1:
         a = a[None]
     if shape is not None:
-        expected = "x".join(["N"] + [str(d) for d in shape[1:]])
         wrong = a.ndim != len(shape) or any(isinstance(d, int) and d != s for d, s in zip(shape[1:], a.shape[1:]))
         if wrong:
             raise InputError(f"{path}: array for input {info.name!r} has shape {format_shape(np.shape(array))}, "
-                             f"the model expects {expected}")
-    target = np.dtype(info.dtype)
+                             f"the model expects {expected_shape(shape)}")
+    target = numpy_dtype(info)
     if _kind(a.dtype) != _kind(target):
         raise InputError(f"{path}: array for input {info.name!r} is {a.dtype} ({KINDS.get(a.dtype.kind, a.dtype.kind)}), "
                          f"the model expects {target}")
@@ -76,6 +84,12 @@ def _conform(path: str, array: np.ndarray, info: TensorInfo) -> np.ndarray:
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise InputError(f"{path}: array for input {info.name!r} contains NaN or Inf")
     return a.astype(target, copy=False)
+
+
+def _note_cast(notes: Optional[list[str]], path: str, name: str, source: np.dtype, target: np.dtype) -> None:
+    note = f"{path}: {source} arrays for input {name!r} were cast to {target}"
+    if notes is not None and source != target and note not in notes:
+        notes.append(note)
 
 
 def _files(path: str) -> list[str]:
@@ -90,19 +104,24 @@ def _files(path: str) -> list[str]:
     return found
 
 
-def load_calibration_inputs(path: str, inputs: Sequence[TensorInfo], samples: int = 256) -> dict[str, np.ndarray]:
-    """``{input name: (S, ...) array}`` from ``path``, at most ``samples`` samples, checked against ``inputs``."""
-    if samples < 1:
+def load_calibration_inputs(path: str, inputs: Sequence[TensorInfo], samples: Optional[int] = 256,
+                            notes: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+    """``{input name: (S, ...) array}`` from ``path``, at most ``samples`` samples (None: all), checked
+    against ``inputs``; a note per input whose arrays were cast to the model's dtype goes to ``notes``."""
+    if samples is not None and samples < 1:
         raise InputError(f"{path}: --calib-samples must be at least 1, got {samples}")
     parts: dict[str, list[np.ndarray]] = {t.name: [] for t in inputs}
     have = 0
     for file in _files(path):
-        if have >= samples:
+        if samples is not None and have >= samples:
             break
         arrays = _read(file)
         if "" in arrays and len(inputs) != 1:
             raise InputError(f"{file}: a .npy file can only feed a single-input model; use an .npz keyed by input name")
-        batch = {t.name: _conform(file, a, t) for t, a in zip(inputs, _assign(file, arrays, inputs).values())}
+        batch = {}
+        for info, array in zip(inputs, _assign(file, arrays, inputs).values()):
+            batch[info.name] = conform(file, array, info)
+            _note_cast(notes, path, info.name, array.dtype, batch[info.name].dtype)
         counts = {len(a) for a in batch.values()}
         if len(counts) != 1:
             raise InputError(f"{file}: inputs hold different sample counts ({', '.join(map(str, sorted(counts)))})")

@@ -13,8 +13,9 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from sepconv_cli import manifest as manifest_mod
 from sepconv_cli import planner
@@ -49,7 +50,8 @@ Hook = Callable[[LoadedModel, Converted, Backend], Converted]
 class ConvertRequest:
     """Everything one conversion needs. ``after_rewrite`` may transform the converted model before it is
     saved (calibration plugs in here); ``seed`` drives random inputs and ``--init random``;
-    ``inputs_limit`` caps the verification samples read from ``inputs_path`` (first N along axis 0)."""
+    without ``inputs_path``, a hook with a ``verification_feed()`` method (calibration) gives the
+    verification inputs, else they are seeded random ones."""
 
     source: str
     output: Optional[str]
@@ -63,7 +65,6 @@ class ConvertRequest:
     benchmark: bool = False
     seed: int = 0
     after_rewrite: Optional[Hook] = None
-    inputs_limit: Optional[int] = None
 
 
 @dataclass
@@ -102,8 +103,20 @@ def check_output(source: str, output: Optional[str], force: bool) -> None:
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise OutputError(f"{output}: {folder} is not an existing folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{output}: folder {folder} is not writable")
+    with writing(folder):
+        fd, probe = tempfile.mkstemp(prefix=".sepconv-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+
+
+@contextmanager
+def writing(folder: str) -> Iterator[None]:
+    """Turn an OSError raised while writing into ``folder`` into a one-line OutputError giving the reason."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"cannot write to folder {folder}: {reason}") from None
 
 
 def check_suffix(backend: Backend, output: str) -> None:
@@ -151,27 +164,47 @@ def _analysed_shapes(report: Report) -> Optional[dict]:
     return None
 
 
-def verification_inputs(request: ConvertRequest, report: Report) -> tuple[dict, str]:
-    """Verification inputs (``--inputs`` file or seeded random ones) and where they came from."""
+@dataclass(frozen=True)
+class Feed:
+    """Verification inputs by input name, where they came from (a path, or ``random (seed S)``) and, when
+    they are not simply that file's arrays, their ``role`` (e.g. ``held-back calibration``)."""
+
+    arrays: dict
+    source: str
+    role: str = ""
+
+
+def verification_inputs(request: ConvertRequest, report: Report, notes: Optional[list[str]] = None) -> Optional[Feed]:
+    """Verification inputs: the ``--inputs`` file, seeded random ones, or None when the hook gives them."""
     if request.inputs_path:
-        arrays = verify_mod.load_inputs(request.inputs_path, report.model.inputs)
-        if request.inputs_limit is not None:
-            arrays = {name: array[:request.inputs_limit] for name, array in arrays.items()}
-        return arrays, request.inputs_path
+        return Feed(verify_mod.load_inputs(request.inputs_path, report.model.inputs, notes), request.inputs_path)
+    if hasattr(request.after_rewrite, "verification_feed"):
+        return None
     try:
-        return verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})"
+        return Feed(verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})")
     except SepconvError as exc:
         raise type(exc)(f"{report.model.path}: {exc}") from None
 
 
-def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: tuple[dict, str]) -> tuple:
-    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed`` = (inputs, source,
-    the model's fixed batch size or None): samples beyond a fixed batch run in chunks of it."""
+def _hook_feed(hook: Any, batch: Optional[int]) -> Feed:
+    """The hook's verification inputs, cut to a multiple of a fixed batch ``batch`` (when there are enough)."""
+    arrays, source, role = hook.verification_feed()
+    count = min(len(a) for a in arrays.values())
+    if batch and count >= batch:
+        arrays = {name: a[:count - count % batch] for name, a in arrays.items()}
+    return Feed(arrays, source, role)
+
+
+def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: Feed,
+            batch: Optional[int]) -> tuple:
+    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed``; samples beyond
+    the model's fixed batch size ``batch`` (None: dynamic) run in chunks of it."""
     before, after = models
-    inputs, source, batch = feed
+    inputs = feed.arrays
     run_before, run_after = backend.runner(before), backend.runner(after)
     result = verify_mod.verify(verify_mod.run_chunked(run_before, inputs, batch),
-                               verify_mod.run_chunked(run_after, inputs, batch), source, request.tolerance)
+                               verify_mod.run_chunked(run_after, inputs, batch), feed.source, request.tolerance,
+                               role=feed.role)
     latency = None
     if request.benchmark:
         one = verify_mod.chunks(inputs, batch)[0]  # latency of one model call
@@ -190,7 +223,7 @@ def _options_record(request: ConvertRequest, convert: ConvertOptions) -> dict:
 def _verification_record(result: Optional[verify_mod.Verification]) -> Optional[dict]:
     if result is None:
         return None
-    return {"inputs": result.inputs_source, "rel_l2": result.rel_l2, "max_abs": result.max_abs,
+    return {"inputs": result.inputs_source, "inputs_role": result.inputs_role, "rel_l2": result.rel_l2, "max_abs": result.max_abs,
             "tolerance": result.tolerance, "passed": result.passed,
             "outputs": [asdict(o) for o in result.outputs]}
 
@@ -228,7 +261,9 @@ def convert(request: ConvertRequest, events: Optional[Events] = None) -> Convers
     options = ConvertOptions(init=request.plan.init, fold_bn=request.plan.fold_bn,
                              depthwise_bias=request.plan.depthwise_bias, seed=request.seed,
                              progress=events.layer_done)
-    tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=os.path.dirname(os.path.abspath(request.output)))
+    folder = os.path.dirname(os.path.abspath(request.output))
+    with writing(folder):
+        tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=folder)
     try:
         _finish(request, result, (loaded, backend, options, fmt), tmpdir, clock)
     finally:
@@ -240,20 +275,23 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     """Rewrite, save, verify, re-analyse and publish into ``tmpdir`` then beside the output."""
     loaded, backend, options, fmt = ctx
     output = request.output
-    feed = verification_inputs(request, loaded.report) if request.verify else None  # fail before any work
+    feed = verification_inputs(request, loaded.report, result.notes) if request.verify else None  # fail early
     converted = clock.run("rewrite", backend.rewrite, loaded, result.plan, options)
     if request.after_rewrite is not None:
         converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
         result.calibration = getattr(request.after_rewrite, "report", None)
+        result.notes.extend(getattr(request.after_rewrite, "notes", ()))
     result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
     staged = os.path.join(tmpdir, os.path.basename(output))
     shapes = dict(request.load.input_shapes) or _analysed_shapes(loaded.report)
-    clock.run("save", backend.save, converted, staged, shapes)
+    with writing(os.path.dirname(os.path.abspath(output))):
+        clock.run("save", backend.save, converted, staged, shapes)
     if request.verify:
         before = run_target(fmt, loaded.native, loaded.report.model.path)
         models = (before, run_target(fmt, converted.native, staged))
-        feed = (*feed, verify_mod.fixed_batch(loaded.report.model.inputs))
-        result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed)
+        batch = verify_mod.fixed_batch(loaded.report.model.inputs)
+        feed = feed or _hook_feed(request.after_rewrite, batch)
+        result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed, batch)
     after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
     result.after = after
     inputs = manifest_mod.ManifestInputs(
@@ -262,10 +300,10 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
         options=_options_record(request, options), after=after,
         verification=_verification_record(result.verification),
         calibration=asdict(result.calibration) if result.calibration is not None else None)
-    staged_manifest = manifest_mod.manifest_path(staged)
-    with open(staged_manifest, "w", encoding="utf-8") as fh:
-        fh.write(manifest_mod.dumps(inputs))
-    _publish(tmpdir, output, request.force)
+    with writing(os.path.dirname(os.path.abspath(output))):
+        with open(manifest_mod.manifest_path(staged), "w", encoding="utf-8") as fh:
+            fh.write(manifest_mod.dumps(inputs))
+        _publish(tmpdir, output, request.force)
     result.output, result.manifest = output, manifest_mod.manifest_path(output)
 
 

@@ -2,15 +2,13 @@
 
 Compares the outputs of the original and converted models (max abs error, relative L2 error, cosine
 similarity, top-1 agreement for classifier-shaped outputs), builds seeded random inputs from the
-analysed input shapes, loads user inputs from an ``.npz`` file with dtype/shape checks, and times two
+analysed input shapes, loads user inputs (by the rule of calibration inputs), and times two
 callables side by side (interleaved runs, medians in milliseconds).
 """
 
 from __future__ import annotations
 
-import os
 import time
-import zipfile
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -47,12 +45,14 @@ class OutputComparison:
 
 @dataclass(frozen=True)
 class Verification:
-    """All outputs compared, where the inputs came from, and the verdict against ``tolerance``."""
+    """All outputs compared, where the inputs came from (``inputs_role``: what they are when not just that
+    source's arrays, e.g. ``held-back calibration``), and the verdict against ``tolerance``."""
 
     outputs: tuple[OutputComparison, ...]
     inputs_source: str
     samples: int
     tolerance: float | None = None
+    inputs_role: str = ""
 
     @property
     def rel_l2(self) -> float:
@@ -155,56 +155,20 @@ def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0) -> Arrays:
     return out
 
 
-def load_inputs(path: str, inputs: tuple[TensorInfo, ...]) -> Arrays:
-    """Read ``path`` (``.npz``) and check it against the model inputs: names (a lone array may have any
-    name for a single-input model), dtype, rank, static dims, and finite values."""
-    arrays = _read_npz(path)
-    if len(inputs) == 1 and len(arrays) == 1 and inputs[0].name not in arrays:
-        arrays = {inputs[0].name: next(iter(arrays.values()))}
-    missing = [i.name for i in inputs if i.name not in arrays]
-    if missing:
-        raise InputError(f"{path}: needs arrays named {', '.join(missing)} (the model's inputs); "
-                         f"found {', '.join(sorted(arrays))}")
-    return {info.name: _checked(path, info, arrays[info.name]) for info in inputs}
+def load_inputs(path: str, inputs: tuple[TensorInfo, ...], notes: list[str] | None = None) -> Arrays:
+    """Read verification inputs from ``path`` by the rule calibration inputs follow (``calib_inputs``:
+    names, kind-preserving dtype cast noted in ``notes``, a missing sample axis added, finite values),
+    then check that a fixed batch dim divides the sample count (samples run in chunks of it)."""
+    from sepconv_cli.calib_inputs import expected_shape, load_calibration_inputs  # it imports this module
 
-
-def _read_npz(path: str) -> Arrays:
-    """All arrays of an ``.npz`` file (InputError naming the file on any failure)."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{path}: empty file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
-    if not arrays:
-        raise InputError(f"{path}: contains no arrays")
+    arrays = load_calibration_inputs(path, inputs, samples=None, notes=notes)
+    for info in inputs:
+        batch, count = fixed_batch((info,)), len(arrays[info.name])
+        if batch is not None and count % batch:
+            raise ShapeError(f"{path}: array {info.name!r} has shape {format_shape(arrays[info.name].shape)}, "
+                             f"the model expects {format_shape(info.shape)} ({expected_shape(info.shape)} with N "
+                             f"a multiple of {batch})")
     return arrays
-
-
-def _checked(path: str, info: TensorInfo, array: np.ndarray) -> np.ndarray:
-    """``array`` if it fits ``info`` (dtype, rank, static dims, finite), else InputError/ShapeError."""
-    want = numpy_dtype(info)
-    if array.dtype != want:
-        raise InputError(f"{path}: array {info.name!r} has dtype {array.dtype}, the model expects {want}")
-    shape = info.shape
-    if shape is not None:
-        # a fixed leading batch dim takes any number of samples: they run in chunks of that size
-        batched = bool(shape) and isinstance(shape[0], int) and array.ndim == len(shape) and (
-            array.shape[0] % shape[0] == 0)
-        bad = len(shape) != array.ndim or any(
-            isinstance(d, int) and d != a and not (axis == 0 and batched)
-            for axis, (d, a) in enumerate(zip(shape, array.shape)))
-        if bad:
-            raise ShapeError(f"{path}: array {info.name!r} has shape {format_shape(array.shape)}, "
-                             f"the model expects {format_shape(shape)}")
-    if array.size == 0:
-        raise InputError(f"{path}: array {info.name!r} is empty")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise InputError(f"{path}: array {info.name!r} contains NaN or Inf")
-    return array
 
 
 def fixed_batch(inputs: tuple[TensorInfo, ...]) -> int | None:
@@ -231,10 +195,10 @@ def run_chunked(run: Callable[[Arrays], Arrays], arrays: Arrays, batch: int | No
 
 
 def verify(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], source: str,
-           tolerance: float | None = None) -> Verification:
+           tolerance: float | None = None, role: str = "") -> Verification:
     """Bundle the per-output comparisons with where the inputs came from and the tolerance asked."""
     samples = max((int(v.shape[0]) if np.ndim(v) else 1 for v in reference.values()), default=0)
-    return Verification(compare_all(reference, candidate), source, samples, tolerance)
+    return Verification(compare_all(reference, candidate), source, samples, tolerance, role)
 
 
 def benchmark(before: Callable[[], object], after: Callable[[], object], runs: int = 20,

@@ -82,17 +82,37 @@ def test_load_inputs_accepts_matching_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("array, error, match", [
-    (np.ones((1, 3, 4, 4), np.float64), InputError, "dtype float64, the model expects float32"),
-    (np.ones((1, 3, 5, 4), np.float32), ShapeError, "shape 1x3x5x4, the model expects Nx3x4x4"),
-    (np.ones((3, 4, 4), np.float32), ShapeError, "shape"),
+    (np.ones((1, 3, 4, 4), np.int64), InputError, "is int64 \\(integer\\), the model expects float32"),
+    (np.ones((1, 3, 5, 4), np.float32), InputError, "shape 1x3x5x4, the model expects Nx3x4x4"),
+    (np.ones((4, 4), np.float32), InputError, "shape"),
     (np.full((1, 3, 4, 4), np.nan, np.float32), InputError, "NaN or Inf"),
-    (np.ones((0, 3, 4, 4), np.float32), InputError, "is empty"),
+    (np.ones((0, 3, 4, 4), np.float32), InputError, "holds no samples"),
 ])
 def test_load_inputs_refusals(tmp_path, array, error, match):
     path = tmp_path / "in.npz"
     np.savez(path, x=array)
     with pytest.raises(error, match=match):
         load_inputs(str(path), (IMAGE,))
+
+
+def test_load_inputs_follow_the_calibration_rule(tmp_path):
+    """float64 for a float32 input is cast (and noted); one sample without the sample axis is a batch of 1;
+    a fixed batch of 1 takes any count and the message then reads N for the sample axis."""
+    path = tmp_path / "in.npz"
+    np.savez(path, x=np.ones((3, 4, 4), np.float64))
+    notes: list[str] = []
+    arrays = load_inputs(str(path), (IMAGE,), notes)
+    assert arrays["x"].shape == (1, 3, 4, 4) and arrays["x"].dtype == np.float32
+    assert notes == [f"{path}: float64 arrays for input 'x' were cast to float32"]
+    fixed = TensorInfo("x", (1, 3, 4, 4), "float32")
+    np.savez(path, x=np.ones((5, 3, 4, 4), np.float32))
+    assert load_inputs(str(path), (fixed,))["x"].shape == (5, 3, 4, 4)
+    np.savez(path, x=np.ones((5, 3, 5, 4), np.float32))
+    with pytest.raises(InputError, match="the model expects Nx3x4x4$"):
+        load_inputs(str(path), (fixed,))
+    np.savez(path, x=np.ones((3, 3, 4, 4), np.float32))
+    with pytest.raises(ShapeError, match="expects 2x3x4x4 \\(Nx3x4x4 with N a multiple of 2\\)"):
+        load_inputs(str(path), (TensorInfo("x", (2, 3, 4, 4), "float32"),))
 
 
 def test_load_inputs_bad_files(tmp_path):
@@ -102,7 +122,7 @@ def test_load_inputs_bad_files(tmp_path):
         load_inputs(str(empty), (IMAGE,))
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip at all")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match="not a readable numpy file"):
         load_inputs(str(junk), (IMAGE,))
     two = tmp_path / "two.npz"
     np.savez(two, a=np.ones(1), b=np.ones(1))

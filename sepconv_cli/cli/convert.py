@@ -27,7 +27,9 @@ HELP = (
     "(labels, splits) cannot be used directly: save the inputs alone, e.g. in Python "
     "np.savez('calib.npz', input=x_train[:256]) where 'input' is the model's input name (see "
     "`sepconv analyze MODEL --format json`, model.inputs). With --calibrate and no --inputs, verification runs "
-    "on the first 64 calibration inputs (real data says more than random noise).\n\n"
+    "on the calibration inputs held back from the fit (real data says more than random noise, and these "
+    "were not fitted on). float64 arrays are cast to a float32 input (with a note); a file without the "
+    "sample axis is one sample. --inputs files follow the same rules.\n\n"
     "Examples:\n\n"
     "\b\n"
     "  sepconv convert model.onnx -o model.sep.onnx                      # every candidate at --energy 0.9\n"
@@ -62,10 +64,6 @@ def _json(result) -> tuple[str, bool]:
 
 # format -> renderer returning (text, goes_to_stderr)
 RENDERERS: dict[ConvertFormat, Callable] = {ConvertFormat.TABLE: _table, ConvertFormat.JSON: _json}
-
-
-# Verification samples taken from a --calibrate file when no --inputs is given.
-_CALIBRATION_VERIFY_SAMPLES = 64
 
 
 def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional[float]) -> dict:
@@ -198,12 +196,9 @@ def convert(
                        trust_pickle=trust_pickle, device="cpu", dynamic_dims=True)
     progress = _Progress(calibrating=calibrate is not None)
     hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed, progress)
-    inputs_limit = None
-    if inputs is None and calibrate is not None and calibrate.endswith(".npz"):
-        inputs, inputs_limit = calibrate, _CALIBRATION_VERIFY_SAMPLES
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
-                             after_rewrite=hook, inputs_limit=inputs_limit)
+                             after_rewrite=hook)
     try:
         result = run_pipeline(request, events=progress)
     finally:

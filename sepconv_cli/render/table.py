@@ -25,13 +25,14 @@ _MAX_NAMES = 4
 _HEAVY = 0.1  # rows with at least this share of the model's MACs are bold
 
 
-def _table(title: str) -> Table:
+def new_table(title: str | None = None) -> Table:
+    """A report table: a rule under the bold header, no borders, one space between columns."""
     return Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, header_style="bold",
                  title=title, title_justify="left", title_style="bold")
 
 
 def _layers_table(report: Report, rows: tuple[Row, ...]) -> Table:
-    table = _table(f"Layers of {report.model.path} ({report.model.format})")
+    table = new_table(f"Layers of {report.model.path} ({report.model.format})")
     table.add_column("name", overflow="fold", ratio=4, min_width=12)
     table.add_column("op", overflow="ellipsis", no_wrap=True, ratio=2, min_width=8)
     table.add_column("output", overflow="fold", ratio=2, min_width=6)
@@ -81,7 +82,7 @@ def _uncounted_lines(report: Report) -> list[str]:
 
 
 def _candidates_table(report: Report) -> Table:
-    table = _table("Separable candidates")
+    table = new_table("Separable candidates")
     table.add_column("name", overflow="fold", ratio=1, min_width=12)
     for header in ("params", "MACs"):
         table.add_column(header, no_wrap=True)
@@ -111,7 +112,7 @@ def _summary_table(report: Report) -> Table | None:
     outcomes = [o for o in summary(report) if o.converted]
     if not outcomes:
         return None
-    table = _table("Whole model if the candidates convert")
+    table = new_table("Whole model if the candidates convert")
     table.add_column("converted")
     table.add_column("params", no_wrap=True)
     table.add_column("MACs", no_wrap=True)

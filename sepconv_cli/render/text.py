@@ -1,10 +1,14 @@
 """Text pieces every human-facing renderer shares: compact numbers, shapes, conv geometry, shares.
 
 Units: counts are elements or MACs (``1.19M``), sizes are bytes (``4.5 MiB``), shares are fractions
-shown as percentages. Pure string functions; no rich import.
+shown as percentages. Long layer names are cut in the middle and report lines broken between their
+parts, so that reports fit an 80-column terminal. Pure string functions; no rich import.
 """
 
 from __future__ import annotations
+
+import os
+from typing import Sequence
 
 from sepconv_cli.records import Candidate, ConvSpec, Report, Shape, format_shape
 from sepconv_cli.render.views import NO_FORMULA, Row, has_energy
@@ -145,3 +149,43 @@ def energy_notes(report: Report) -> list[str]:
     if any(c.rank is None for c in report.candidates):
         return ["≥T*: that energy needs a rank past break-even, so the layer saves nothing there."]
     return []
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` cut to ``width`` characters in the middle (``…``), keeping its start and, mostly, its end."""
+    if len(name) <= width:
+        return name
+    keep = max(width - 1, 2)
+    head = keep // 3
+    return name[:head] + "…" + name[len(name) - (keep - head):]
+
+
+def fit_names(names: Sequence[str], width: int) -> list[str]:
+    """Layer names cut to ``width`` characters so that they stay told apart: a prefix shared by all the
+    names goes first (``…``), then the middle of what is left (see ``shorten``). Names that fit stay whole."""
+    prefix = os.path.commonprefix(list(names)) if len(names) > 1 else ""
+    out = []
+    for name in names:
+        rest = name[len(prefix):]
+        if len(name) <= width or not prefix or not rest:
+            out.append(shorten(name, width))
+        else:
+            out.append("…" + shorten(rest, width - 1))
+    return out
+
+
+def wrap_parts(head: str, parts: Sequence[str], width: int, sep: str = ", ", indent: str = "    ") -> list[str]:
+    """``head`` then ``parts`` joined by ``sep``, broken into lines of at most ``width`` characters between
+    parts, never inside one (a phrase such as ``top-1 agreement 100.0%`` stays whole); continuation
+    lines start with ``indent``."""
+    tokens = [p + sep.rstrip() for p in parts[:-1]] + list(parts[-1:])
+    lines, line = [], head
+    for token in tokens:
+        if line in (head, indent):
+            line += token
+        elif len(line) + 1 + len(token) <= width:
+            line += " " + token
+        else:
+            lines.append(line)
+            line = indent + token
+    return lines + [line]
