@@ -13,15 +13,15 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from sepconv_cli import manifest as manifest_mod
 from sepconv_cli import planner
 from sepconv_cli import verify as verify_mod
-from sepconv_cli.errors import OutputError, PlanError, SepconvError, UsageError
+from sepconv_cli.errors import PlanError, SepconvError, UsageError
 from sepconv_cli.loaders import LoadedModel, LoadOptions, detect_format, loader_for
+from sepconv_cli.output_files import check_output, publish, writing
 from sepconv_cli.records import Plan, Report, is_static
 from sepconv_cli.rewriters import Backend, Converted, ConvertOptions, backend_for
 
@@ -88,35 +88,6 @@ class ConversionResult:
     def written(self) -> bool:
         """True when an output file was produced."""
         return self.manifest is not None
-
-
-def check_output(source: str, output: Optional[str], force: bool) -> None:
-    """OutputError when ``output`` is missing, is the input, exists without ``force``, or cannot be written."""
-    if not output:
-        raise OutputError("no output path: give -o OUT (or --dry-run)")
-    if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(output):
-        raise OutputError(f"{output}: is the input model; refusing to overwrite it")
-    if os.path.isdir(output):
-        raise OutputError(f"{output}: is a directory")
-    if os.path.exists(output) and not force:
-        raise OutputError(f"{output}: already exists (use --force to replace it)")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise OutputError(f"{output}: {folder} is not an existing folder")
-    with writing(folder):
-        fd, probe = tempfile.mkstemp(prefix=".sepconv-probe-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-
-
-@contextmanager
-def writing(folder: str) -> Iterator[None]:
-    """Turn an OSError raised while writing into ``folder`` into a one-line OutputError giving the reason."""
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"cannot write to folder {folder}: {reason}") from None
 
 
 def check_suffix(backend: Backend, output: str) -> None:
@@ -228,18 +199,6 @@ def _verification_record(result: Optional[verify_mod.Verification]) -> Optional[
             "outputs": [asdict(o) for o in result.outputs]}
 
 
-def _publish(tmpdir: str, output: str, force: bool) -> None:
-    """Move every file of ``tmpdir`` beside ``output``; the model file itself goes last."""
-    folder = os.path.dirname(os.path.abspath(output))
-    names = sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(output))
-    for name in names:
-        dest = os.path.join(folder, name)
-        if os.path.exists(dest) and not force:
-            raise OutputError(f"{dest}: already exists (use --force to replace it)")
-    for name in names:
-        os.replace(os.path.join(tmpdir, name), os.path.join(folder, name))
-
-
 def convert(request: ConvertRequest, events: Optional[Events] = None) -> ConversionResult:
     """Run the whole pipeline (see the module docstring); raises SepconvError subclasses on refusal."""
     events = events or Events()
@@ -303,7 +262,7 @@ def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdi
     with writing(os.path.dirname(os.path.abspath(output))):
         with open(manifest_mod.manifest_path(staged), "w", encoding="utf-8") as fh:
             fh.write(manifest_mod.dumps(inputs))
-        _publish(tmpdir, output, request.force)
+        publish(tmpdir, output, request.force)
     result.output, result.manifest = output, manifest_mod.manifest_path(output)
 
 
