@@ -79,6 +79,18 @@ def test_fold_bn_by_default(tmp_path):
     assert "BatchNormalization" not in ops and ops.count("Conv") == 12
 
 
+@pytest.mark.parametrize("extra,kept", [((), 6), (("--fold-bn",), 0)])
+def test_random_init_keeps_batchnorm_unless_asked(tmp_path, extra, kept):
+    """Fresh weights are for retraining, which wants its BatchNorms: --init random keeps them by default."""
+    source = tmp_path / "bn.onnx"
+    onnx.save(vgg_cifar(batchnorm=True), str(source))
+    out = tmp_path / "bn.rand.onnx"
+    result = _run(str(source), "-o", str(out), "--rank", "1", "--init", "random", "--no-verify", *extra)
+    assert result.exit_code == 0, result.stderr
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("BatchNormalization") == kept and ops.count("Conv") == 12
+
+
 def test_dry_run_writes_nothing(vgg, tmp_path):
     result = _run(vgg, "-o", str(tmp_path / "x.onnx"), "--dry-run", "--energy", "0.5", "--format", "json")
     assert result.exit_code == 0, result.stderr

@@ -162,7 +162,9 @@ def convert(
     energy: Optional[float] = typer.Option(None, "--energy", help="Per layer smallest T keeping this energy."),
     max_error: Optional[float] = typer.Option(None, "--max-error", help="Per layer max relative weight error."),
     init: Init = typer.Option(Init.SVD, "--init", help="svd: keep trained weights; random: fresh init."),
-    fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold a following BatchNorm first."),
+    fold_bn: Optional[bool] = typer.Option(None, "--fold-bn/--no-fold-bn", show_default=False,
+                                           help="Fold a following BatchNorm first [default: fold with --init "
+                                                "svd; keep it with --init random, for retraining]."),
     depthwise_bias: bool = typer.Option(False, "--depthwise-bias", help="Give the depthwise conv a bias too."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write nothing."),
     inputs: Optional[str] = typer.Option(None, "--inputs", help=".npz file of verification inputs."),
@@ -187,6 +189,8 @@ def convert(
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
     if not verify and (tolerance is not None or benchmark):
         raise UsageError("--tolerance and --benchmark run the models: drop --no-verify")
+    if fold_bn is None:
+        fold_bn = init is not Init.RANDOM  # fresh weights train better with their BatchNorm kept
     rule = parse_rank(rank, energy, max_error)
     if max_output_error is not None and not any(v is not None and v is not False for v in rule.values()):
         rule = {"rank": 1}  # admit every candidate: calibration searches each layer's rank from T=1 up
