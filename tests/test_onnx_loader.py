@@ -287,3 +287,23 @@ def test_initializer_listed_as_input_is_a_run_time_default_from_ir_4(tmp_path, i
     assert loaded.report.params == 8 * 4 * 9 + 8  # still the model's weights either way
     (candidate,) = find_candidates(loaded.report, loaded.handle, CandidateOptions()).candidates
     assert candidate.convertible is convertible
+
+
+def test_attention_scale_constant_of_an_export_is_not_a_param(tmp_path):
+    """torch's export of scaled_dot_product_attention writes the 1.0 of ``1 / sqrt(d)`` as a one-element
+    Constant: the params stay the two Linear layers' 2 * (16 * 16 + 16)."""
+    torch = pytest.importorskip("torch")
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.o = torch.nn.Linear(16, 16), torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            q = self.q(x)
+            return self.o(torch.nn.functional.scaled_dot_product_attention(q, q, q))
+
+    path = str(tmp_path / "attention.onnx")
+    torch.onnx.export(Attention(), (torch.randn(1, 5, 16),), path, dynamo=False, opset_version=17)
+    report = load(path).report
+    assert report.params == 2 * (16 * 16 + 16) == sum(row.params for row in report.layers)

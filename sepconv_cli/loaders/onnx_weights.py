@@ -6,8 +6,8 @@ aliases of it (exporters emit them for shared weights), so a weight is counted o
 takes. Counting reads only ``dims``: weight bytes (possibly external data) are read only by ``array``.
 Params are float tensors, plus integer tensors that ``DequantizeLinear`` turns into weights (QDQ
 models store their kernels as int8); other integer tensors (shapes, indices) are not params. Scalars
-(rank-0 tensors: the ``0.5`` and ``sqrt(d)`` that exporters write for ``x * 0.5``, GELU, attention
-scaling) are literals of the code, not trainable weights, so they are not params either; nor is a tensor
+(rank-0 tensors, and one-element ``Constant`` nodes: the ``0.5`` and ``sqrt(d)`` that exporters write
+for ``x * 0.5``, GELU, attention scaling) are literals of the code, not trainable weights, so they are not params either; nor is a tensor
 no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
 (``onnx_subgraphs``). Units: elements and bytes.
 """
@@ -117,7 +117,13 @@ class WeightCatalogue:
         """True when source ``key`` holds weight values: float, or integer fed to DequantizeLinear, and
         not a scalar literal."""
         source = self.sources[key]
-        return bool(source.shape) and (source.is_float or key in self.quantized)
+        return not self.is_literal(key) and (source.is_float or key in self.quantized)
+
+    def is_literal(self, key: str) -> bool:
+        """True for a constant of the code rather than a weight: a rank-0 tensor, or a one-element
+        ``Constant`` node (exporters write ``1.0`` of attention's ``1 / sqrt(d)`` as a ``[1]`` constant)."""
+        source = self.sources[key]
+        return not source.shape or (source.kind == "constant" and source.elements == 1)
 
     def resolve(self, name: str) -> str | None:
         """The weight source ``name`` is (or aliases), or None when it is computed at run time."""
@@ -234,7 +240,7 @@ def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
         name = dtype_name(source.dtype)
         by_dtype[name] = by_dtype.get(name, 0) + dtype_bytes(source.dtype, source.elements)
         if not catalogue.is_param(source.name):
-            scalars += int(source.is_float and not source.shape)
+            scalars += int(source.is_float and catalogue.is_literal(source.name))
         elif source.name not in used:
             unused.append(source.name)
         elif source.name in buffer_names:
