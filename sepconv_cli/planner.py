@@ -11,6 +11,8 @@ Risk words read the energy kept at T=1: ``low`` when >= 0.9, ``medium`` when >= 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from fnmatch import fnmatchcase
@@ -185,11 +187,21 @@ def find_candidates(report: Report, handle: ModelHandle | None, options: Candida
     in ``excluded`` with a reason."""
     if not 0.0 <= options.energy <= 1.0:
         raise UsageError(f"--energy must be within [0, 1], got {options.energy}")
-    assessed = [_assess(layer, handle, options) for layer in report.layers if layer.conv is not None]
+    assessed = _assess_all([layer for layer in report.layers if layer.conv is not None], handle, options)
     found = [_with_bn_params(a.candidate, report) for a in assessed if a.candidate is not None]
     candidates = sorted(found, key=_SORT_KEYS[RankBy(options.rank_by)])
     excluded = tuple(a.excluded for a in assessed if a.excluded is not None)
     return report.with_candidates(tuple(candidates), excluded, options.energy)
+
+
+def _assess_all(layers: list[Layer], handle: ModelHandle | None, options: CandidateOptions) -> list[_Assessment]:
+    """``_assess`` of every layer, in order; on threads when there are several cores (the spectra are numpy
+    work that releases the GIL, one layer per task)."""
+    workers = min(len(layers), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if workers < 2:
+        return [_assess(layer, handle, options) for layer in layers]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda layer: _assess(layer, handle, options), layers))
 
 
 def _with_bn_params(candidate: Candidate, report: Report) -> Candidate:
