@@ -15,14 +15,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
-from fnmatch import fnmatchcase
 from typing import Callable
 
 from sepconv_cli import costs
 from sepconv_cli.decompose import Spectrum, fold_batchnorm, spectrum
-from sepconv_cli.errors import PlanError, UsageError
+from sepconv_cli.errors import UsageError
 from sepconv_cli.loaders.base import ModelHandle
 from sepconv_cli.planner_rules import DEFAULT_ENERGY, RankRule, choose_rank, rank_rule
+from sepconv_cli.planner_select import keep_top, selected_rows
 from sepconv_cli.records import Candidate, ConvSpec, Excluded, Layer, Plan, PlannedLayer, Report, is_static
 
 RISK_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.9, "low"), (0.6, "medium"))
@@ -212,19 +212,6 @@ def _with_bn_params(candidate: Candidate, report: Report) -> Candidate:
     return replace(candidate, params=candidate.params + report.layer(candidate.bn_folded).params)
 
 
-def _check_selection(options: PlanOptions, names: list[str]) -> None:
-    """PlanError for a ``--select`` glob that matches no convolution."""
-    for glob in options.select:
-        if not any(fnmatchcase(name, glob) for name in names):
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise PlanError(f"--select {glob!r} matches no convolution (convolutions: {shown or 'none'})")
-
-
-def _matches(name: str, globs: tuple[str, ...]) -> str | None:
-    """The first of ``globs`` matching ``name`` (None when none does)."""
-    return next((g for g in globs if fnmatchcase(name, g)), None)
-
-
 def _planned(item: _Assessment, rank: int, report: Report, options: PlanOptions) -> PlannedLayer:
     """Costs and kept energy of one layer at ``rank``; a folded BN's own params leave with it."""
     layer, spec = item.layer, item.layer.conv
@@ -270,33 +257,6 @@ def _saved_fraction(p: PlannedLayer) -> float:
     return 1.0 - p.params_after / p.params_before if p.params_before else 0.0
 
 
-def _keep_top(planned: list[PlannedLayer], top: int | None) -> tuple[list[PlannedLayer], list[Excluded]]:
-    """The ``top`` layers saving most MACs (model order kept), the rest as skipped."""
-    if top is None or top >= len(planned):
-        return planned, []
-    saving = lambda p: (p.macs_before or 0) - (p.macs_after or 0)  # noqa: E731
-    kept = {p.name for p in sorted(planned, key=saving, reverse=True)[:top]}
-    dropped = [Excluded(p.name, f"not among the --top {top} by MACs saved") for p in planned if p.name not in kept]
-    return [p for p in planned if p.name in kept], dropped
-
-
-def _selected_rows(report: Report, options: PlanOptions) -> tuple[list[Layer], list[Excluded]]:
-    """Conv rows matching ``--select`` (all when empty) minus ``--exclude``, and the excluded ones."""
-    convs = [layer for layer in report.layers if layer.conv is not None]
-    _check_selection(options, [layer.name for layer in convs])
-    rows: list[Layer] = []
-    skipped: list[Excluded] = []
-    for layer in convs:
-        if options.select and _matches(layer.name, options.select) is None:
-            continue
-        hit = _matches(layer.name, options.exclude)
-        if hit is None:
-            rows.append(layer)
-        else:
-            skipped.append(Excluded(layer.name, f"excluded by --exclude {hit!r}"))
-    return rows, skipped
-
-
 def _check_plan_options(options: PlanOptions) -> Init:
     """UsageError for out-of-range selection options; the Init the options name."""
     if options.top is not None and options.top < 1:
@@ -317,13 +277,13 @@ def make_plan(report: Report, handle: ModelHandle | None, options: PlanOptions) 
     """
     rule = rank_rule(options)
     init = _check_plan_options(options)
-    rows, skipped = _selected_rows(report, options)
+    rows, skipped = selected_rows(report, options)
     assess_options = CandidateOptions(energy=options.energy or DEFAULT_ENERGY, fold_bn=options.fold_bn,
                                       depthwise_bias=options.depthwise_bias)
     planned: list[PlannedLayer] = []
     for layer in rows:
         outcome = _plan_one(_assess(layer, handle, assess_options), rule, report, options)
         (planned if isinstance(outcome, PlannedLayer) else skipped).append(outcome)
-    planned, dropped = _keep_top(planned, options.top)
+    planned, dropped = keep_top(planned, options.top)
     return Plan(layers=tuple(planned), skipped=tuple(skipped + dropped), init=init.value,
                 depthwise_bias=options.depthwise_bias)
