@@ -307,3 +307,17 @@ def test_attention_scale_constant_of_an_export_is_not_a_param(tmp_path):
     torch.onnx.export(Attention(), (torch.randn(1, 5, 16),), path, dynamo=False, opset_version=17)
     report = load(path).report
     assert report.params == 2 * (16 * 16 + 16) == sum(row.params for row in report.layers)
+
+
+def test_per_channel_quantisation_scales_are_buffers(tmp_path):
+    """A QDQ kernel with one float scale per output channel: the int8 kernel is the param, the scales
+    are metadata (buffers), like BatchNorm's running statistics."""
+    q = numpy_helper.from_array(np.arange(-36, 36, dtype=np.int8).reshape(2, 4, 3, 3), "w_q")
+    scale = numpy_helper.from_array(np.array([0.1, 0.2], np.float32), "scale")
+    zero = numpy_helper.from_array(np.zeros(2, np.int8), "zero")
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "scale", "zero"], ["w"], name="/conv/dq", axis=0),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv")]
+    report = analyse(model(nodes, [vinfo("x", (1, 4, 5, 5))], [vinfo("y", (1, 2, 3, 3))], [q, scale, zero]),
+                     tmp_path).report
+    assert (report.params, report.buffers) == (72, 2)
+    assert sum(row.params for row in report.layers) == 72

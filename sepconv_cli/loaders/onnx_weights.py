@@ -30,7 +30,12 @@ FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.
 """Element types counted as trainable params; integer tensors (shapes, indices) are not params."""
 
 ALIAS_OPS = ("Identity", "Cast")
-BN_STAT_INPUTS = (3, 4)  # BatchNormalization's running mean and variance: buffers, not params
+BUFFER_INPUTS = {
+    "BatchNormalization": (3, 4),  # running mean and variance
+    "DequantizeLinear": (1, 2),  # quantisation scale and zero point (per tensor or per channel)
+    "QuantizeLinear": (1, 2),
+}
+"""Op type -> input positions holding statistics or quantisation metadata: buffers, not params."""
 
 
 @dataclass(frozen=True)
@@ -230,8 +235,9 @@ def used_names(model: onnx.ModelProto) -> set[str]:
 
 
 def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
-    """Count every source once: float tensors are params unless only BatchNorm's mean/var use them."""
-    buffer_names = _bn_stat_only(catalogue, model)
+    """Count every source once: float tensors are params unless only buffer inputs (BatchNorm's mean/var,
+    quantisation scales) use them."""
+    buffer_names = _buffers_only(catalogue, model)
     used = {catalogue.resolve(name) for name in used_names(model)}
     params = buffers = scalars = 0
     unused: list[str] = []
@@ -257,7 +263,7 @@ def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
                         tuple(unused), unused_elements, scalars)
 
 
-def _bn_stat_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str]:
+def _buffers_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str]:
     stat_uses: set[str] = set()
     other_uses: set[str] = set()
     for node in model.graph.node:
@@ -265,6 +271,6 @@ def _bn_stat_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str
             key = catalogue.resolve(name) if name else None
             if key is None or (node.op_type in ALIAS_OPS and node.output[0] in catalogue.aliases):
                 continue
-            is_stat = node.op_type == "BatchNormalization" and position in BN_STAT_INPUTS
+            is_stat = position in BUFFER_INPUTS.get(node.op_type, ())
             (stat_uses if is_stat else other_uses).add(key)
     return stat_uses - other_uses
