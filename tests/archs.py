@@ -91,6 +91,79 @@ class VGG16(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class VGG19(VGG16):
+    """torchvision vgg19: 143,667,240 params, 19.632 GMACs at 224x224."""
+
+    CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+class Fire(nn.Module):
+    """SqueezeNet fire module: 1x1 squeeze, then 1x1 and 3x3 expands concatenated."""
+
+    def __init__(self, cin: int, squeeze: int, e1: int, e3: int):
+        super().__init__()
+        self.squeeze = nn.Conv2d(cin, squeeze, 1)
+        self.expand1x1, self.expand3x3 = nn.Conv2d(squeeze, e1, 1), nn.Conv2d(squeeze, e3, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.squeeze(x))
+        return torch.cat([F.relu(self.expand1x1(x)), F.relu(self.expand3x3(x))], 1)
+
+
+class SqueezeNet10(nn.Module):
+    """torchvision squeezenet1_0: 1,248,424 params, 0.819 GMACs at 224x224."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 7, 2), nn.ReLU(True), pool(), Fire(96, 16, 64, 64), Fire(128, 16, 64, 64),
+            Fire(128, 32, 128, 128), pool(), Fire(256, 32, 128, 128), Fire(256, 48, 192, 192),
+            Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), pool(), Fire(512, 64, 256, 256))
+        self.classifier = nn.Sequential(nn.Dropout(), nn.Conv2d(512, num_classes, 1), nn.ReLU(True),
+                                        nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x):
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+class DenseLayer(nn.Module):
+    """DenseNet bottleneck layer: BN-ReLU-1x1 (4*growth), BN-ReLU-3x3 (growth), concatenated to its input."""
+
+    def __init__(self, cin: int, growth: int = 32, bn_size: int = 4):
+        super().__init__()
+        self.norm1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, bn_size * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth)
+        self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x))))))
+        return torch.cat([x, y], 1)
+
+
+class DenseNet121(nn.Module):
+    """torchvision densenet121: 7,978,856 params, 2.834 GMACs at 224x224."""
+
+    def __init__(self, num_classes: int = 1000, growth: int = 32, blocks=(6, 12, 24, 16)):
+        super().__init__()
+        layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(True), nn.MaxPool2d(3, 2, 1)]
+        channels = 64
+        for index, count in enumerate(blocks):
+            for _ in range(count):
+                layers.append(DenseLayer(channels, growth))
+                channels += growth
+            if index < len(blocks) - 1:
+                layers += [nn.BatchNorm2d(channels), nn.ReLU(True), nn.Conv2d(channels, channels // 2, 1, bias=False),
+                           nn.AvgPool2d(2, 2)]
+                channels //= 2
+        self.features = nn.Sequential(*layers, nn.BatchNorm2d(channels))
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(F.relu(self.features(x)), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
 def _conv_bn(cin, cout, k, stride, groups=1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
@@ -269,4 +342,7 @@ TORCHVISION = {  # name: (factory, params, MACs at 1x3x224x224, published GMACs)
     "vgg16": (VGG16, 138_357_544, 15.470),
     "mobilenet_v2": (MobileNetV2, 3_504_872, 0.301),
     "alexnet": (AlexNet, 61_100_840, 0.714),
+    "vgg19": (VGG19, 143_667_240, 19.632),
+    "squeezenet1_0": (SqueezeNet10, 1_248_424, 0.819),
+    "densenet121": (DenseNet121, 7_978_856, 2.834),
 }
