@@ -152,7 +152,8 @@ def verification_inputs(request: ConvertRequest, report: Report, notes: Optional
     if hasattr(request.after_rewrite, "verification_feed"):
         return None
     try:
-        return Feed(verify_mod.random_inputs(report.model.inputs, request.seed), f"random (seed {request.seed})")
+        arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES)
+        return Feed(arrays, f"random (seed {request.seed})")
     except SepconvError as exc:
         raise type(exc)(f"{report.model.path}: {exc}") from None
 

@@ -140,12 +140,23 @@ def concrete_shape(info: TensorInfo) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0) -> Arrays:
-    """Seeded inputs for every model input: standard normal floats, integers in [0, 10), random bools."""
+RANDOM_SAMPLES = 4
+"""Random verification samples drawn by default: several, so top-1 agreement means something, few enough
+that verifying a large model stays a matter of seconds."""
+
+
+def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0, samples: int = 1) -> Arrays:
+    """Seeded inputs for every model input: standard normal floats, integers in [0, 10), random bools.
+    ``samples`` > 1 stacks that many along the leading (batch) axis, when every input has one that is
+    shared (a fixed batch, run in chunks of it, or a dynamic one); otherwise one sample is drawn."""
     rng = np.random.default_rng(seed)
+    batched = samples > 1 and all(i.shape for i in inputs) and (
+        fixed_batch(inputs) is not None or all(not isinstance(i.shape[0], int) for i in inputs))
     out: Arrays = {}
     for info in inputs:
         dtype, shape = numpy_dtype(info), concrete_shape(info)
+        if batched:
+            shape = (shape[0] * samples,) + shape[1:]
         if dtype.kind == "f":
             out[info.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":

@@ -147,3 +147,12 @@ def test_benchmark_interleaves_and_reports_ratio():
     assert latency.before_ms >= 4.0 > latency.after_ms
     assert latency.ratio > 1.0
     assert order[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_random_inputs_stack_samples_along_a_shared_batch_axis():
+    fixed, dynamic = TensorInfo("x", (2, 3, 4, 4)), TensorInfo("x", ("N", 3, 4, 4))
+    assert random_inputs((fixed,), samples=4)["x"].shape == (8, 3, 4, 4)  # run in 4 chunks of the batch of 2
+    assert random_inputs((dynamic,), samples=4)["x"].shape == (4, 3, 4, 4)
+    assert random_inputs((fixed,), seed=5, samples=4)["x"][:2].shape == random_inputs((fixed,), seed=5)["x"].shape
+    mixed = (TensorInfo("a", (1, 8)), TensorInfo("b", (5,)))  # no shared batch axis: one sample
+    assert [v.shape for v in random_inputs(mixed, samples=4).values()] == [(1, 8), (5,)]
