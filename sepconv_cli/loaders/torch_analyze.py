@@ -20,7 +20,7 @@ from sepconv_cli.loaders.torch_count import ForwardError, Mode, trace_module
 from sepconv_cli.loaders.torch_fvcore import fvcore_trace
 from sepconv_cli.loaders.torch_handle import ModuleHandle
 from sepconv_cli.loaders.torch_rows import Trace, build_report, with_bn_folded
-from sepconv_cli.records import ModelInfo, Report, TensorInfo, format_shape
+from sepconv_cli.records import ModelInfo, TensorInfo, format_shape
 
 
 class Engine(str, Enum):

@@ -18,6 +18,7 @@ from torch.fx import Node
 from sepconv_cli.loaders import torch_ops
 from sepconv_cli.loaders.torch_count import quiet_fake_logs
 from sepconv_cli.loaders.torch_rows import ModuleCall, OpEvent, Trace, conv_spec_from_op
+from sepconv_cli.loaders.torch_ties import tied_names
 
 _BRACKET = re.compile(r"\[['\"]?([^\]'\"]+)['\"]?\]")
 
@@ -78,22 +79,8 @@ def _state_names(ep) -> dict[str, str]:
     return names
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple:
-    if tensor.is_meta:  # no storage to compare
-        return (id(tensor),)
-    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-            tensor.stride(), tensor.dtype)
-
-
-def tied_names(state: dict[str, torch.Tensor]) -> dict[str, str]:
-    """fqn -> the first fqn viewing the same storage (a reused module or tied weight is one tensor)."""
-    first: dict[tuple, str] = {}
-    return {fqn: first.setdefault(_storage_key(t), fqn) for fqn, t in state.items()}
-
-
-def _param_inputs(ep) -> dict[str, str]:
-    """Parameter placeholder -> canonical parameter fqn (tied parameters share one name)."""
-    tied = tied_names(ep.state_dict)
+def _param_inputs(ep, tied: dict[str, str]) -> dict[str, str]:
+    """Parameter placeholder -> canonical parameter fqn (``tied``: tied parameters share one name)."""
     return {node: tied.get(fqn, fqn) for node, fqn in ep.graph_signature.inputs_to_parameters.items()}
 
 
@@ -139,8 +126,9 @@ def trace_graph(ep, gm: torch.fx.GraphModule | None = None) -> tuple[Trace, dict
     gm = gm or ep.graph_module
     names = _state_names(ep)
     trace = Trace()
-    param_inputs = _param_inputs(ep)
-    params, tied = set(param_inputs.values()), tied_names(ep.state_dict)
+    tied = tied_names(ep.state_dict)
+    param_inputs = _param_inputs(ep, tied)
+    params = set(param_inputs.values())
     for fqn, tensor in ep.state_dict.items():
         if tied[fqn] == fqn:
             (trace.params if fqn in params else trace.buffers)[fqn] = tensor.numel()

@@ -23,9 +23,10 @@ from sepconv_cli.errors import InputError, UsageError
 from sepconv_cli.loaders import entrypoint
 from sepconv_cli.loaders.base import LoadedModel, LoadOptions
 from sepconv_cli.loaders.torch_analyze import analyze_module, first_line, weight_bytes
-from sepconv_cli.loaders.torch_graph import propagate_shapes, tied_names, trace_graph
+from sepconv_cli.loaders.torch_graph import propagate_shapes, trace_graph
 from sepconv_cli.loaders.torch_handle import GraphHandle
 from sepconv_cli.loaders.torch_rows import build_report, with_bn_folded
+from sepconv_cli.loaders.torch_ties import shared_names, tied_names
 from sepconv_cli.records import ModelInfo, TensorInfo, is_static
 
 
@@ -124,9 +125,7 @@ def _model_with_state(source: str, state: dict, options: LoadOptions) -> torch.n
 
 def _ties(model: torch.nn.Module) -> list[tuple[str, str]]:
     """(alias, first name) of every parameter the architecture shares between names."""
-    first: dict[int, str] = {}
-    pairs = [(name, first.setdefault(id(p), name)) for name, p in model.named_parameters(remove_duplicate=False)]
-    return [(alias, name) for alias, name in pairs if alias != name]
+    return [(alias, name) for alias, name in shared_names(model).items() if alias != name]
 
 
 def _retie(model: torch.nn.Module, ties: list[tuple[str, str]]) -> None:
@@ -206,6 +205,11 @@ def _load_program(source: str):
                              f"({type(cause).__name__}: {reason})") from None
 
 
+def _distinct_tensors(state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Each stored tensor once (tied entries share one storage)."""
+    return [state[fqn] for fqn in dict.fromkeys(tied_names(state).values())]
+
+
 def _user_inputs(program) -> list:
     specs = program.graph_signature.user_inputs
     nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
@@ -249,7 +253,7 @@ def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     inputs = tuple(TensorInfo(n, tuple(int(d) for d in v.shape) if shapes is None else shapes[i])
                    for i, (n, v) in enumerate(_user_inputs(program)))
     report = build_report(trace, ModelInfo(info.path, info.format, info.file_size, inputs),
-                          weight_bytes=weight_bytes(program.state_dict[f] for f in set(tied_names(program.state_dict).values())))
+                          weight_bytes=weight_bytes(_distinct_tensors(program.state_dict)))
     affine = {src[2][0]: sum(program.state_dict[f].numel() for f in src[2][1][:2] if f)
               for src in conv_sources.values() if src[2] is not None}
     report = with_bn_folded(report, affine)

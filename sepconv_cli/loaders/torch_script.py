@@ -16,6 +16,8 @@ from typing import Any, Optional
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
+from sepconv_cli.loaders.torch_ties import shared_names
+
 # dispatched ATen op -> TorchScript ops (in a module's own code) that run it
 SCRIPT_OPS: dict[str, frozenset[str]] = {
     "addmm": frozenset({"aten::linear", "aten::addmm"}),
@@ -37,9 +39,8 @@ class ScriptScopes:
     def __init__(self, model: torch.nn.Module):
         self.modules = dict(model.named_modules())
         self.owners: dict[str, list[str]] = {}  # canonical param name -> every module owning it
-        first: dict[int, str] = {}
-        for name, p in model.named_parameters(remove_duplicate=False):
-            self.owners.setdefault(first.setdefault(id(p), name), []).append(name.rpartition(".")[0])
+        for name, first in shared_names(model).items():
+            self.owners.setdefault(first, []).append(name.rpartition(".")[0])
         self.kinds: dict[str, frozenset[str]] = {}
         self.folded: WeakIdKeyDictionary = WeakIdKeyDictionary()  # 2-D view -> the N-D tensor it folds
         self.outputs: WeakIdKeyDictionary = WeakIdKeyDictionary()  # a module's last output -> module
