@@ -31,7 +31,7 @@ class LenientHandle:
         try:
             return self.handle.conv_weights(name) if self.handle is not None else None
         except WeightsUnreadable as exc:
-            self.problems.append(str(exc).split(";")[0])
+            self.problems.append(exc.what)
             return None
 
 

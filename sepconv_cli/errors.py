@@ -22,7 +22,12 @@ class InputError(SepconvError):
 
 
 class WeightsUnreadable(InputError):
-    """Weight values cannot be read (a missing external-data file); counts, which need only shapes, can."""
+    """Weight values cannot be read (a missing external-data file); counts, which need only shapes, can.
+    ``what`` says which file and weight, without the advice the full message adds."""
+
+    def __init__(self, what: str, advice: str = ""):
+        super().__init__(f"{what}; {advice}" if advice else what)
+        self.what = what
 
 
 class ShapeError(SepconvError):

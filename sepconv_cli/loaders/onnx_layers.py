@@ -14,7 +14,7 @@ import onnx
 
 from sepconv_cli.errors import ShapeError
 from sepconv_cli.loaders.onnx_ops import OP_HANDLERS, NodeView, OpCost, UnknownShape
-from sepconv_cli.loaders.onnx_subgraphs import outer_reads
+from sepconv_cli.loaders.onnx_subgraphs import GRAPH_ATTRIBUTES, outer_reads
 from sepconv_cli.loaders.onnx_weights import WeightCatalogue, body_params
 from sepconv_cli.records import Layer, Shape, Uncounted
 
@@ -83,7 +83,7 @@ def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]
     view = NodeView(
         name=name, op=node.op_type,
         attrs={a.name: onnx.helper.get_attribute_value(a) for a in node.attribute
-               if a.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)},
+               if a.type not in GRAPH_ATTRIBUTES},
         input_shapes=tuple(facts.shapes.get(i) if i else None for i in node.input),
         output_shapes=tuple(facts.shapes.get(o) if o else None for o in node.output),
         present=tuple(bool(i) for i in node.input),
@@ -105,9 +105,10 @@ def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]
 def _constant_weights(node: onnx.NodeProto, facts: GraphFacts) -> bool:
     """True when a conv's kernel (and bias) are constants of the model: not computed, and not graph inputs
     that a caller may override at run time (a converted model could not keep such an input)."""
-    tensors = [name for name in node.input[1:3] if name]
-    return bool(tensors) and node.input[1] == tensors[0] and all(
-        facts.catalogue.resolve(name) is not None and name not in facts.overridable for name in tensors)
+    if len(node.input) < 2 or not node.input[1]:
+        return False
+    tensors = [name for name in node.input[1:3] if name]  # kernel, and bias when present
+    return all(facts.catalogue.resolve(n) is not None and n not in facts.overridable for n in tensors)
 
 
 def _cost(view: NodeView, node: onnx.NodeProto, source: str) -> tuple[OpCost | None, str]:

@@ -34,6 +34,22 @@ def bodies(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield from attr.graphs
 
 
+def walk_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of its bodies, depth first."""
+    for node in graph.node:
+        yield node
+        for body in bodies(node):
+            yield from walk_nodes(body)
+
+
+def used_names(graph: onnx.GraphProto) -> set[str]:
+    """Tensor names read by any node (bodies included) or exposed as graph outputs."""
+    names = {o.name for o in graph.output}
+    for node in walk_nodes(graph):
+        names.update(i for i in node.input if i)
+    return names
+
+
 def body_weights(node: onnx.NodeProto) -> list[BodyWeight]:
     """Initializers and tensor-valued ``Constant`` outputs of every body under ``node`` (recursively)."""
     found: list[BodyWeight] = []
@@ -60,4 +76,4 @@ def outer_reads(node: onnx.NodeProto) -> list[str]:
     return list(dict.fromkeys(reads))
 
 
-__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "outer_reads"]
+__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "outer_reads", "used_names", "walk_nodes"]

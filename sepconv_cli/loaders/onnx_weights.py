@@ -7,8 +7,8 @@ takes. Counting reads only ``dims``: weight bytes (possibly external data) are r
 Params are float tensors, plus integer tensors that ``DequantizeLinear`` turns into weights (QDQ
 models store their kernels as int8); other integer tensors (shapes, indices) are not params. Scalars
 (rank-0 tensors, and one-element ``Constant`` nodes: the ``0.5`` and ``sqrt(d)`` that exporters write
-for ``x * 0.5``, GELU, attention scaling) are literals of the code, not trainable weights, so they are not params either; nor is a tensor
-no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
+for ``x * 0.5``, GELU, attention scaling) are literals of the code, not trainable weights, so they are
+not params either; nor is a tensor no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
 (``onnx_subgraphs``). Units: elements and bytes.
 """
 
@@ -23,7 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from sepconv_cli.errors import WeightsUnreadable
-from sepconv_cli.loaders.onnx_subgraphs import body_weights, outer_reads
+from sepconv_cli.loaders.onnx_subgraphs import BodyWeight, body_weights, used_names
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                          onnx.TensorProto.BFLOAT16})
@@ -161,8 +161,8 @@ def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarr
         where = os.path.join(base_dir, location) if location else base_dir
         reason = "no such file" if location and not os.path.isfile(where) else (
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise WeightsUnreadable(f"{where}: external data of weight {name!r} cannot be read ({reason}); counts need "
-                         f"only shapes (sepconv check works), weights need this file") from None
+        raise WeightsUnreadable(f"{where}: external data of weight {name!r} cannot be read ({reason})",
+                                "counts need only shapes (sepconv check works), weights need this file") from None
 
 
 def _constant_source(node: onnx.NodeProto) -> WeightSource | None:
@@ -220,25 +220,20 @@ class WeightTotals:
     scalars: int = 0
 
 
+def _body_param(weight: BodyWeight) -> bool:
+    return bool(weight.shape) and weight.dtype in FLOAT_TYPES  # float, not a scalar literal
+
+
 def body_params(node: onnx.NodeProto) -> int:
-    """Param elements held inside ``node``'s bodies (float, not scalar)."""
-    return sum(prod(w.shape) for w in body_weights(node) if w.shape and w.dtype in FLOAT_TYPES)
-
-
-def used_names(model: onnx.ModelProto) -> set[str]:
-    """Every tensor name a node reads (bodies included) or the graph outputs."""
-    names = {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        names.update(name for name in node.input if name)
-        names.update(outer_reads(node))
-    return names
+    """Param elements held inside ``node``'s bodies."""
+    return sum(prod(w.shape) for w in body_weights(node) if _body_param(w))
 
 
 def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
     """Count every source once: float tensors are params unless only buffer inputs (BatchNorm's mean/var,
     quantisation scales) use them."""
     buffer_names = _buffers_only(catalogue, model)
-    used = {catalogue.resolve(name) for name in used_names(model)}
+    used = {catalogue.resolve(name) for name in used_names(model.graph)}
     params = buffers = scalars = 0
     unused: list[str] = []
     by_dtype: dict[str, int] = {}
@@ -257,7 +252,7 @@ def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
         for weight in body_weights(node):
             key = dtype_name(weight.dtype)
             by_dtype[key] = by_dtype.get(key, 0) + dtype_bytes(weight.dtype, prod(weight.shape))
-        params += body_params(node)
+            params += prod(weight.shape) if _body_param(weight) else 0
     unused_elements = sum(catalogue.sources[n].elements for n in unused)
     return WeightTotals(params, buffers, tuple(sorted(by_dtype.items())), frozenset(buffer_names),
                         tuple(unused), unused_elements, scalars)

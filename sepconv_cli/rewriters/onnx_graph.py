@@ -6,12 +6,13 @@ Works on ``onnx`` protobufs directly. Layer names are the ONNX loader's (``layer
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import onnx
 from onnx import external_data_helper, helper
 
 from sepconv_cli.loaders.onnx_layers import layer_names
+from sepconv_cli.loaders.onnx_subgraphs import used_names, walk_nodes
 
 # Attributes a depthwise replacement inherits unchanged from the conv it replaces.
 INHERITED_ATTRS = ("strides", "pads", "dilations", "auto_pad", "output_padding", "output_shape")
@@ -25,26 +26,6 @@ def nodes_by_layer(graph: onnx.GraphProto) -> dict[str, int]:
 def attrs(node: onnx.NodeProto) -> dict:
     """The node's attributes as plain Python values."""
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def walk_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies), depth first."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from walk_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from walk_nodes(sub)
-
-
-def used_names(graph: onnx.GraphProto) -> set[str]:
-    """Tensor names read by any node (subgraphs included) or exposed as graph outputs."""
-    names = {o.name for o in graph.output}
-    for node in walk_nodes(graph):
-        names.update(i for i in node.input if i)
-    return names
 
 
 def rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:

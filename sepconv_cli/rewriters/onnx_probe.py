@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sepconv_cli.rewriters.onnx_graph import walk_nodes
+from sepconv_cli.loaders.onnx_subgraphs import bodies, walk_nodes
 
 _TWO_GB = 2**31 - 1
 
@@ -24,11 +24,9 @@ _TWO_GB = 2**31 - 1
 def _needs(node: onnx.NodeProto) -> set[str]:
     """Tensors ``node`` reads, including those its subgraphs read from the outer scope."""
     names = set(node.input)
-    for attr in node.attribute:
-        subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in subs:
-            for inner in walk_nodes(sub):
-                names.update(inner.input)
+    for body in bodies(node):
+        for inner in walk_nodes(body):
+            names.update(inner.input)
     names.discard("")
     return names
 
