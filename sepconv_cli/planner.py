@@ -11,13 +11,13 @@ Risk words read the energy kept at T=1: ``low`` when >= 0.9, ``medium`` when >= 
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Callable
 
 from sepconv_cli import costs
+from sepconv_cli.cpu import usable_cores
 from sepconv_cli.decompose import Spectrum, fold_batchnorm, spectrum
 from sepconv_cli.errors import UsageError
 from sepconv_cli.loaders.base import ModelHandle
@@ -197,7 +197,7 @@ def find_candidates(report: Report, handle: ModelHandle | None, options: Candida
 def _assess_all(layers: list[Layer], handle: ModelHandle | None, options: CandidateOptions) -> list[_Assessment]:
     """``_assess`` of every layer, in order; on threads when there are several cores (the spectra are numpy
     work that releases the GIL, one layer per task)."""
-    workers = min(len(layers), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = min(len(layers), usable_cores())
     if workers < 2:
         return [_assess(layer, handle, options) for layer in layers]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -209,14 +209,19 @@ def _with_bn_params(candidate: Candidate, report: Report) -> Candidate:
     both, as ``convert`` does, so the whole-model figures match what conversion gives."""
     if candidate.bn_folded is None:
         return candidate
-    return replace(candidate, params=candidate.params + report.layer(candidate.bn_folded).params)
+    return replace(candidate, params=candidate.params + _bn_params(report, candidate.bn_folded))
+
+
+def _bn_params(report: Report, bn: str | None) -> int:
+    """Params of the BatchNorm row ``bn`` that folding removes (0 when none is folded)."""
+    return report.layer(bn).params if bn else 0
 
 
 def _planned(item: _Assessment, rank: int, report: Report, options: PlanOptions) -> PlannedLayer:
     """Costs and kept energy of one layer at ``rank``; a folded BN's own params leave with it."""
     layer, spec = item.layer, item.layer.conv
     bn = _bn_folded(layer, options.fold_bn)
-    bn_params = sum(row.params for row in report.layers if bn and row.name == bn)
+    bn_params = _bn_params(report, bn)
     after_spec = spec if bn is None else replace(spec, has_bias=True)
     keeps = item.spectrum is not None and options.init == Init.SVD.value
     return PlannedLayer(

@@ -20,6 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sepconv_cli import decompose
+from sepconv_cli.cpu import usable_cores
 from sepconv_cli.errors import RewriteError
 from sepconv_cli.loaders.base import ConvWeights, LoadedModel
 from sepconv_cli.records import ConvSpec, Plan, PlannedLayer
@@ -167,14 +168,6 @@ def _splice(model: onnx.ModelProto, done: dict[int, _Replacement]) -> list[str]:
     return folded
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (its affinity set), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -235,7 +228,7 @@ class OnnxBackend:
         opts.log_severity_level = 3
         # onnxruntime sizes its pool by the host's cores, not this process's CPU set; oversubscribed
         # spinning threads distort both verification time and latency figures.
-        opts.intra_op_num_threads = threads or _usable_cores()
+        opts.intra_op_num_threads = threads or usable_cores()
         label = model if isinstance(model, (str, os.PathLike)) else "the converted model"
         with tempfile.TemporaryDirectory(prefix="sepconv-run-") as tmp:
             source = session_source(model, tmp)
