@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 from sepconv_cli.errors import ConfigError, UsageError
-from sepconv_cli.records import Budget, Report, Violation
+from sepconv_cli.records import Budget, Report, Violation, rows_not_counted
 from sepconv_cli.units import Kind, Raw, UnitError, format_value, parse
 
 
@@ -96,9 +96,7 @@ def _unknown_conv_rows(report: Report) -> tuple:
 
 def not_counted(rows: int) -> str:
     """Why a metric is unknown when ``rows`` rows were left out ("" when none were)."""
-    if not rows:
-        return ""
-    return f"{rows} row{'s' if rows != 1 else ''} not counted: pin dynamic dims with --input-shape"
+    return f"{rows_not_counted(rows)}: pin dynamic dims with --input-shape" if rows else ""
 
 
 METRICS: dict[str, Metric] = {

@@ -180,6 +180,11 @@ class ModelInfo:
     outputs: tuple[TensorInfo, ...] = ()
 
 
+def rows_not_counted(rows: int) -> str:
+    """``"3 rows not counted"`` (``"1 row ..."``); empty for 0."""
+    return f"{rows} row{'s' if rows != 1 else ''} not counted" if rows else ""
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything `analyze` knows about a model, ready for planners and renderers.
@@ -216,6 +221,11 @@ class Report:
     def unknown_rows(self) -> tuple[Layer, ...]:
         """Rows whose op has a formula but whose MACs could not be counted (unknown shapes)."""
         return tuple(layer for layer in self.layers if layer.macs is None and layer.note != "no formula")
+
+    @property
+    def not_counted(self) -> str:
+        """``"3 rows not counted"`` when some rows' MACs are unknown, else empty."""
+        return rows_not_counted(len(self.unknown_rows))
 
     @property
     def total_weight_bytes(self) -> int:

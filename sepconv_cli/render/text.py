@@ -63,8 +63,7 @@ def ratio(value: float | None) -> str:
 
 def not_counted(report: Report) -> str:
     """``" + 3 rows not counted"`` when some rows' MACs are unknown, else empty."""
-    missing = len(report.unknown_rows)
-    return f" + {missing} row{'s' if missing > 1 else ''} not counted" if missing else ""
+    return f" + {report.not_counted}" if report.not_counted else ""
 
 
 def total_macs(report: Report) -> str:
