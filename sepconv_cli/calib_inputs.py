@@ -20,7 +20,23 @@ import numpy as np
 
 from sepconv_cli.errors import InputError
 from sepconv_cli.records import TensorInfo, format_shape
-from sepconv_cli.verify import numpy_dtype
+
+# Model dtype name -> numpy dtype. Names follow the loaders' TensorInfo.dtype (ONNX element type names).
+DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "float64": np.dtype(np.float64),
+    "double": np.dtype(np.float64), "float": np.dtype(np.float32), "int64": np.dtype(np.int64),
+    "int32": np.dtype(np.int32), "int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8),
+    "bool": np.dtype(np.bool_),
+}
+
+
+def numpy_dtype(info: TensorInfo) -> np.dtype:
+    """The numpy dtype of a model input (InputError for types we cannot feed)."""
+    try:
+        return DTYPES[info.dtype]
+    except KeyError:
+        raise InputError(f"input {info.name!r}: cannot build inputs of dtype {info.dtype}") from None
+
 
 # A model input dtype accepts arrays of the same numpy kind (casting within the kind, e.g. float64 to
 # float32, is fine; float images for an int input or the reverse are refused).

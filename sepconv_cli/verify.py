@@ -14,19 +14,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from sepconv_cli.errors import InputError, ShapeError
+from sepconv_cli.errors import ShapeError
+from sepconv_cli.calib_inputs import expected_shape, load_calibration_inputs, numpy_dtype
 from sepconv_cli.records import TensorInfo, format_shape
 
 Arrays = dict[str, np.ndarray]
-
-# Model dtype name -> numpy dtype. Names follow the loaders' TensorInfo.dtype (ONNX element type names).
-DTYPES: dict[str, np.dtype] = {
-    "float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "float64": np.dtype(np.float64),
-    "double": np.dtype(np.float64), "float": np.dtype(np.float32), "int64": np.dtype(np.int64),
-    "int32": np.dtype(np.int32), "int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8),
-    "bool": np.dtype(np.bool_),
-}
-
 
 @dataclass(frozen=True)
 class OutputComparison:
@@ -116,14 +108,6 @@ def compare_all(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.
     return tuple(compare(n, reference[n], candidate[n]) for n in reference)
 
 
-def numpy_dtype(info: TensorInfo) -> np.dtype:
-    """The numpy dtype of a model input (InputError for types we cannot feed)."""
-    try:
-        return DTYPES[info.dtype]
-    except KeyError:
-        raise InputError(f"input {info.name!r}: cannot build inputs of dtype {info.dtype}") from None
-
-
 def concrete_shape(info: TensorInfo) -> tuple[int, ...]:
     """The input's shape with a symbolic leading (batch) dim set to 1; other unknown dims are an error."""
     if info.shape is None:
@@ -170,8 +154,6 @@ def load_inputs(path: str, inputs: tuple[TensorInfo, ...], notes: list[str] | No
     """Read verification inputs from ``path`` by the rule calibration inputs follow (``calib_inputs``:
     names, kind-preserving dtype cast noted in ``notes``, a missing sample axis added, finite values),
     then check that a fixed batch dim divides the sample count (samples run in chunks of it)."""
-    from sepconv_cli.calib_inputs import expected_shape, load_calibration_inputs  # it imports this module
-
     arrays = load_calibration_inputs(path, inputs, samples=None, notes=notes)
     for info in inputs:
         batch, count = fixed_batch((info,)), len(arrays[info.name])
