@@ -26,8 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "samples", "vgg_cifar.onnx")
 BARE = "import sys, onnx; onnx.load(sys.argv[1])"
-LOADER = ("import sys; from sepconv_cli.loaders.base import LoadOptions; "
-          "from sepconv_cli.loaders.onnx_loader import load_onnx; load_onnx(sys.argv[1], LoadOptions())")
+LOADER = ("import sys; from sepconv_cli.backends.base import LoadOptions; "
+          "from sepconv_cli.backends.onnx.loader import load_onnx; load_onnx(sys.argv[1], LoadOptions())")
 
 
 def big_model(path: str, megabytes: int) -> None:
@@ -69,8 +69,8 @@ def interleaved_medians(commands: dict[str, list[str]], repeat: int) -> dict[str
 
 def in_process(path: str, repeat: int) -> tuple[float, float]:
     """(median onnx.load, median loader) seconds inside this interpreter, interleaved, after one warm-up each."""
-    from sepconv_cli.loaders.base import LoadOptions
-    from sepconv_cli.loaders.onnx_loader import load_onnx
+    from sepconv_cli.backends.base import LoadOptions
+    from sepconv_cli.backends.onnx.loader import load_onnx
 
     onnx.load(path)
     load_onnx(path, LoadOptions())

@@ -46,9 +46,9 @@ def _engines(model, x):
     from fvcore.nn import FlopCountAnalysis
     from torch.utils.flop_counter import FlopCounterMode
 
-    from sepconv_cli.loaders.base import LoadOptions
-    from sepconv_cli.loaders.torch_analyze import analyze_module
-    from sepconv_cli.records import ModelInfo
+    from sepconv_cli.backends.base import LoadOptions
+    from sepconv_cli.backends.torch.analyze import analyze_module
+    from sepconv_cli.core.records import ModelInfo
 
     def sepconv():
         options = LoadOptions(input_shapes=((None, tuple(x.shape)),))
@@ -70,7 +70,6 @@ def _engines(model, x):
 def compare_engines() -> None:
     """Print MACs and best-of-3 seconds of each engine on the same module, and time ratios to sepconv."""
     import torch
-
     from archs import ResNet50, UNet3D
 
     cases = {"ResNet-50 1x3x224x224": (ResNet50, (1, 3, 224, 224)),
@@ -87,8 +86,8 @@ def compare_engines() -> None:
 
 def measure_rss(device: str) -> None:
     """(subprocess) Analyse the big model built on ``device``; print peak RSS in bytes."""
-    from sepconv_cli.loaders import load
-    from sepconv_cli.loaders.base import LoadOptions
+    from sepconv_cli.backends.base import LoadOptions
+    from sepconv_cli.backends.registry import load
 
     start = time.perf_counter()
     report = load(f"{os.path.abspath(__file__)}:big_model",

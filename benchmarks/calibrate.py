@@ -20,11 +20,10 @@ import time
 import numpy as np
 import onnx
 
-from sepconv_cli.calibrate import CalibOptions
-from sepconv_cli.loaders import load
+from sepconv_cli.backends.onnx.calibrate import calibrate_onnx
+from sepconv_cli.backends.registry import ConvertOptions, backend_for, load
+from sepconv_cli.calibration.solve import CalibOptions
 from sepconv_cli.planner import PlanOptions, make_plan
-from sepconv_cli.rewriters import ConvertOptions, backend_for
-from sepconv_cli.rewriters.onnx_calibrate import calibrate_onnx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -58,9 +58,9 @@ def measure(path: str, repeats: int) -> dict[str, float]:
 IN_PROCESS = """
 import statistics, sys, time
 import onnx
-from sepconv_cli.budget import budgets_from_mapping, evaluate
-from sepconv_cli.loaders import LoadOptions, load
-from sepconv_cli.records import CheckResult
+from sepconv_cli.core.budget import budgets_from_mapping, evaluate
+from sepconv_cli.backends.registry import LoadOptions, load
+from sepconv_cli.core.records import CheckResult
 from sepconv_cli.render.check import CheckRenderOptions, render_json
 path, repeats = sys.argv[1], int(sys.argv[2])
 budgets = budgets_from_mapping({"max-params": "10G", "max-macs": "10T"}, "benchmark")

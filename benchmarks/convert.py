@@ -25,8 +25,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from sepconv_cli import conversion, decompose, verify
+from sepconv_cli.backends.onnx.rewriter import BACKEND
 from sepconv_cli.planner import PlanOptions
-from sepconv_cli.rewriters.onnx_rewriter import BACKEND
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED_VGG = os.path.join(HERE, "..", "samples", "vgg_cifar.onnx")
@@ -158,7 +158,7 @@ def bench_vgg(folder: str) -> None:
     inputs = conversion.verification_inputs(request, result.before).arrays
     for threads in (None, 1):
         before, after = BACKEND.runner(source, threads), BACKEND.runner(out, threads)
-        lat = verify.benchmark(lambda: before(inputs), lambda: after(inputs), runs=50, warmup=5)
+        lat = verify.benchmark(lambda b=before: b(inputs), lambda a=after: a(inputs), runs=50, warmup=5)
         label = "all usable cores" if threads is None else f"{threads} thread"
         print(f"  onnxruntime CPU latency, {label} (median of {lat.runs}, interleaved): {lat.before_ms:.3f} ms -> "
               f"{lat.after_ms:.3f} ms, {lat.ratio:.2f}x")

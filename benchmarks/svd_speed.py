@@ -12,10 +12,15 @@ import time
 
 import numpy as np
 
-from sepconv_cli.decompose import decompose, recompose, spectrum
-from sepconv_cli.loaders.base import ConvWeights
-from sepconv_cli.planner import CandidateOptions, PlanOptions, find_candidates, make_plan
-from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report
+from sepconv_cli.core.decompose import decompose, recompose, spectrum
+from sepconv_cli.core.records import ConvSpec, Layer, ModelInfo, Report
+from sepconv_cli.core.weights import ConvWeights
+from sepconv_cli.planner import (
+    CandidateOptions,
+    PlanOptions,
+    find_candidates,
+    make_plan,
+)
 
 
 def resnet50_candidate_shapes() -> list[tuple[int, ...]]:

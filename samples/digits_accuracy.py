@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -25,9 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from sepconv_cli import conversion  # noqa: E402
-from sepconv_cli.loaders import load  # noqa: E402
+from sepconv_cli.backends.registry import load  # noqa: E402
+from sepconv_cli.core.records import Report  # noqa: E402
 from sepconv_cli.planner import PlanOptions  # noqa: E402
-from sepconv_cli.records import Report  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Variant:
 
     label: str
     plan: PlanOptions
-    after_rewrite: Optional[Callable] = None
+    after_rewrite: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def print_scores(scores: list[Score]) -> None:
               f"{s.params:>10,}")
 
 
-def main(argv: Optional[list[str]] = None) -> list[Score]:
+def main(argv: list[str] | None = None) -> list[Score]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.path.join(HERE, "digits_vgg.onnx"))
     parser.add_argument("--data", default=os.path.join(HERE, "digits_data.npz"))

@@ -26,8 +26,8 @@ sys.path.insert(0, HERE)
 
 from digits_accuracy import Variant, print_scores, score_model, score_variant  # noqa: E402
 
-from sepconv_cli.calib_hook import CalibrationHook  # noqa: E402
-from sepconv_cli.calibrate import CalibOptions  # noqa: E402
+from sepconv_cli.calibration.solve import CalibOptions  # noqa: E402
+from sepconv_cli.pipeline.calibrate import CalibrationHook  # noqa: E402
 from sepconv_cli.planner import PlanOptions  # noqa: E402
 
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sepconv_cli.loaders.base import LoadedModel, LoadOptions
-from sepconv_cli.loaders.onnx_loader import load_onnx
+from sepconv_cli.backends.base import LoadedModel, LoadOptions
+from sepconv_cli.backends.onnx.loader import load_onnx
 
 OPSET = 17
 
 
-def vinfo(name: str, shape: Optional[Sequence], dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
+def vinfo(name: str, shape: Sequence | None, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
     """A typed graph input/output; ``shape`` entries may be ints or symbols, ``None`` = unranked."""
     return helper.make_tensor_value_info(name, dtype, None if shape is None else list(shape))
 

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sepconv_cli.records import (Candidate, ConvSpec, Excluded, Layer, ModelInfo, Report, TensorInfo,
-                                 Uncounted)
+from sepconv_cli.core.records import (
+    Candidate,
+    ConvSpec,
+    Excluded,
+    Layer,
+    ModelInfo,
+    Report,
+    TensorInfo,
+    Uncounted,
+)
 
 NO_FORMULA = "no formula"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sepconv_cli import budget
+from sepconv_cli.core import budget
+from sepconv_cli.core.records import ConvSpec, Layer, ModelInfo, Report, Uncounted
 from sepconv_cli.errors import ConfigError, UsageError
-from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report, Uncounted
 
 
 def conv(name, cin, cout, k, groups=1, hw=8):

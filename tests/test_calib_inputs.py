@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepconv_cli.calib_inputs import load_calibration_inputs
+from sepconv_cli.core.records import TensorInfo
 from sepconv_cli.errors import InputError
-from sepconv_cli.records import TensorInfo
+from sepconv_cli.pipeline.inputs import load_calibration_inputs
 
 IMAGE = (TensorInfo("x", ("N", 1, 8, 8), "float32"),)
 TWO = (TensorInfo("a", (1, 3), "float32"), TensorInfo("b", ("batch", 2), "int64"))

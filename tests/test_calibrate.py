@@ -7,11 +7,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sepconv_cli.calibrate import (
-    TOO_FEW_ROWS, NormalEquations, batches, choose_rank, pack, rank_columns, refit, split_samples, to_rows, unpack,
+from sepconv_cli.calibration.loop import nested_depthwise, search_ranks
+from sepconv_cli.calibration.solve import (
+    TOO_FEW_ROWS,
+    NormalEquations,
+    batches,
+    choose_rank,
+    pack,
+    rank_columns,
+    refit,
+    split_samples,
+    to_rows,
+    unpack,
 )
-from sepconv_cli.calib_loop import nested_depthwise, search_ranks
-from sepconv_cli.decompose import decompose
+from sepconv_cli.core.decompose import decompose
 
 
 def _pointwise_apply(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, groups: int) -> np.ndarray:

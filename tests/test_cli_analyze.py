@@ -16,9 +16,8 @@ from golden_files import check_golden, normalise
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from sepconv_cli.cli import app
 from sepconv_cli.cli import analyze as analyze_cmd
-from sepconv_cli.cli import common
+from sepconv_cli.cli import app, common
 from sepconv_cli.render import OutputFormat
 
 ENV = {"COLUMNS": "80", "NO_COLOR": None, "SEPCONV_DEBUG": None}
@@ -229,7 +228,7 @@ def test_format_choice_and_colour(monkeypatch):
 
 
 def test_cli_enums_map_onto_load_options():
-    from sepconv_cli.loaders.base import LoadOptions
+    from sepconv_cli.backends.base import LoadOptions
 
     assert {e.value for e in common.Engine} == {"sepconv", "fvcore"}
     assert common.Device.META.value == LoadOptions().device and common.Engine.SEPCONV.value == LoadOptions().engine

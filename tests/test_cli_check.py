@@ -15,15 +15,20 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from onnx import helper
+from onnx_builders import model, save, vinfo, weight
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from onnx_builders import model, save, vinfo, weight
-from sepconv_cli.budget import METRICS
 from sepconv_cli.cli import app
-from sepconv_cli.render.check import CHECK_RENDERERS, CheckFormat, CheckRenderOptions, check_renderer_for
-from sepconv_cli.records import CheckResult, Violation
-from sepconv_cli.units import Kind
+from sepconv_cli.core.budget import METRICS
+from sepconv_cli.core.records import CheckResult, Violation
+from sepconv_cli.core.units import Kind
+from sepconv_cli.render.check import (
+    CHECK_RENDERERS,
+    CheckFormat,
+    CheckRenderOptions,
+    check_renderer_for,
+)
 
 ENV = {"COLUMNS": "120", "NO_COLOR": "1", "GITHUB_STEP_SUMMARY": None}
 
@@ -378,7 +383,7 @@ def test_pre_commit_hook_runs_check():
 
 
 def test_baseline_figures_come_from_the_analyze_report(tmp_path):
-    from sepconv_cli.baseline import load_baseline
+    from sepconv_cli.pipeline.baseline import load_baseline
 
     path = save(tiny_model(), tmp_path, "model.onnx")
     base = load_baseline(baseline_of(path, tmp_path / "b.json", tmp_path))

@@ -9,15 +9,15 @@ import re
 import numpy as np
 import onnx
 import pytest
+from convert_builders import ConvCase, conv_model, vgg_cifar
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from convert_builders import ConvCase, conv_model, vgg_cifar
+from sepconv_cli.backends.registry import load
 from sepconv_cli.cli import app
 from sepconv_cli.cli.convert import RENDERERS, ConvertFormat, parse_rank
 from sepconv_cli.errors import UsageError
-from sepconv_cli.loaders import load
-from sepconv_cli.manifest import load as load_manifest
+from sepconv_cli.pipeline.manifest import load as load_manifest
 
 RUNNER = CliRunner()
 
@@ -205,7 +205,7 @@ def test_manifest_geometry_rebuilds_params(vgg, tmp_path):
 
 
 def test_pipeline_reports_progress_per_layer(vgg, tmp_path):
-    from sepconv_cli.conversion import ConvertRequest, Events, convert
+    from sepconv_cli.pipeline.convert import ConvertRequest, Events, convert
     from sepconv_cli.planner import PlanOptions
 
     class Recorder(Events):
@@ -286,10 +286,10 @@ def test_dataset_file_is_refused_and_help_says_how_to_make_one(tmp_path):
 
 
 def test_backends_declare_suffixes_and_runners():
+    from sepconv_cli.backends.base import ConvertOptions
+    from sepconv_cli.backends.registry import BACKENDS
+    from sepconv_cli.backends.torch.export import SAVERS
     from sepconv_cli.lazy import resolve
-    from sepconv_cli.rewriters import BACKENDS
-    from sepconv_cli.rewriters.base import ConvertOptions
-    from sepconv_cli.rewriters.torch_export import SAVERS
 
     for fmt, target in BACKENDS.items():
         backend = resolve(target)

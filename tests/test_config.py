@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from sepconv_cli import config as cfg
-from sepconv_cli.budget import make_budget
+from sepconv_cli.core.budget import make_budget
 from sepconv_cli.errors import ConfigError, UsageError
+from sepconv_cli.pipeline import config as cfg
 
 
 def write(path, text):
@@ -161,7 +161,7 @@ def test_no_models_anywhere_is_a_usage_error(tmp_path):
 
 
 def test_a_relative_baseline_path_describes_the_model_from_any_folder(tmp_path, monkeypatch):
-    from sepconv_cli.baseline import Baseline
+    from sepconv_cli.pipeline.baseline import Baseline
 
     write(tmp_path / "models" / "a.onnx", "x")
     (tmp_path / "sub").mkdir()

@@ -12,14 +12,14 @@ import re
 import numpy as np
 import onnx
 import pytest
+from convert_builders import ConvCase, conv_model, vgg_cifar
 from typer.testing import CliRunner
 
-from convert_builders import ConvCase, conv_model, vgg_cifar
-from sepconv_cli import conversion
-from sepconv_cli.calib_hook import CalibrationHook
-from sepconv_cli.calibrate import CalibOptions, split_samples
+from sepconv_cli.calibration.solve import CalibOptions, split_samples
 from sepconv_cli.cli import app
 from sepconv_cli.errors import OutputError
+from sepconv_cli.pipeline import convert as conversion
+from sepconv_cli.pipeline.calibrate import CalibrationHook
 from sepconv_cli.planner import PlanOptions
 from sepconv_cli.render.text import fit_names, shorten, wrap_parts
 

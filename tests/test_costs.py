@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sepconv_cli import costs
-from sepconv_cli.records import ConvSpec
+from sepconv_cli.core import costs
+from sepconv_cli.core.records import ConvSpec
 
 
 def conv(cin, cout, k=3, groups=1, bias=False, dims=2, transposed=False) -> ConvSpec:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sepconv_cli.decompose import (
+from sepconv_cli.core.decompose import (
     Factors,
     Spectrum,
     decompose,
@@ -18,9 +18,9 @@ from sepconv_cli.decompose import (
     recompose,
     spectrum,
 )
+from sepconv_cli.core.records import ConvSpec
+from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 from sepconv_cli.errors import ShapeError
-from sepconv_cli.loaders.base import BatchNormParams, ConvWeights
-from sepconv_cli.records import ConvSpec
 
 
 @st.composite

@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 from onnx import helper
-
 from onnx_builders import conv_model, model, save, vinfo, weight
+
+from sepconv_cli.backends.registry import LoadOptions, load
 from sepconv_cli.errors import InputError, SepconvError, ShapeError
-from sepconv_cli.loaders import LoadOptions, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VGG = os.path.join(ROOT, "samples", "vgg_cifar.onnx")

@@ -12,17 +12,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 
-from sepconv_cli import conversion
-from sepconv_cli.calib_hook import DRIVERS, REFUSED, CalibrationHook, driver_for
-from sepconv_cli.calib_loop import replan
-from sepconv_cli.calibrate import TOO_FEW_ROWS, CalibOptions
+from sepconv_cli.backends.onnx.calibrate import calibrate_onnx
+from sepconv_cli.backends.onnx.probe import Runner
+from sepconv_cli.backends.registry import BACKENDS, ConvertOptions, backend_for, load
+from sepconv_cli.calibration.loop import replan
+from sepconv_cli.calibration.solve import TOO_FEW_ROWS, CalibOptions
 from sepconv_cli.cli.convert import _calibration_hook, _Progress
 from sepconv_cli.errors import InputError, UsageError
-from sepconv_cli.loaders import load
+from sepconv_cli.pipeline import convert as conversion
+from sepconv_cli.pipeline.calibrate import DRIVERS, REFUSED, CalibrationHook, driver_for
 from sepconv_cli.planner import PlanOptions, make_plan
-from sepconv_cli.rewriters import BACKENDS, ConvertOptions, backend_for
-from sepconv_cli.rewriters.onnx_calibrate import calibrate_onnx
-from sepconv_cli.rewriters.onnx_probe import Runner
 
 
 def _t(name, array):

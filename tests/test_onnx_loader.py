@@ -10,11 +10,20 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_builders import (
+    analyse,
+    conv_model,
+    model,
+    random_input,
+    run_ort,
+    save,
+    vinfo,
+    weight,
+)
 
-from onnx_builders import analyse, conv_model, model, random_input, run_ort, save, vinfo, weight
+from sepconv_cli.backends.onnx.layers import scope_path
+from sepconv_cli.backends.registry import load
 from sepconv_cli.errors import ShapeError, UsageError
-from sepconv_cli.loaders import load
-from sepconv_cli.loaders.onnx_layers import scope_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VGG = os.path.join(ROOT, "samples", "vgg_cifar.onnx")
@@ -191,7 +200,7 @@ def test_checker_rejection_is_a_warning_when_shapes_infer(tmp_path):
 
 
 def test_analysing_onnx_does_not_import_torch():
-    code = ("import sys; from sepconv_cli.loaders import load; r = load(sys.argv[1]).report; "
+    code = ("import sys; from sepconv_cli.backends.registry import load; r = load(sys.argv[1]).report; "
             "assert r.params == 1186378; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, VGG], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

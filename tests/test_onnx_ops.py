@@ -9,9 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
+from onnx_builders import (
+    analyse,
+    conv_model,
+    model,
+    random_input,
+    run_ort,
+    save,
+    vinfo,
+    weight,
+)
 
-from onnx_builders import analyse, conv_model, model, random_input, run_ort, save, vinfo, weight
-from sepconv_cli.loaders.onnx_ops import OP_HANDLERS, ZERO_MAC_OPS
+from sepconv_cli.backends.onnx.ops import OP_HANDLERS, ZERO_MAC_OPS
 
 CONV_CASES = {
     # name: (x shape, w shape, attrs, expected out shape, expected MACs by hand)

@@ -7,17 +7,16 @@ import os
 import numpy as np
 import onnx
 import pytest
+from convert_builders import OPSET, ConvCase, conv_model, vgg_cifar
 from onnx import TensorProto, helper, numpy_helper
 
-from convert_builders import IR_VERSION, OPSET, ConvCase, conv_model, vgg_cifar
 from sepconv_cli import planner
+from sepconv_cli.backends.base import ConvertOptions
+from sepconv_cli.backends.onnx.rewriter import BACKEND, validate_path
+from sepconv_cli.backends.registry import LoadOptions, backend_for, load
+from sepconv_cli.core.records import Plan, PlannedLayer
 from sepconv_cli.errors import RewriteError
-from sepconv_cli.loaders import LoadOptions, load
-from sepconv_cli.records import Plan, PlannedLayer
-from sepconv_cli.rewriters import backend_for
-from sepconv_cli.rewriters.base import ConvertOptions
-from sepconv_cli.rewriters.onnx_rewriter import BACKEND, validate_path
-from sepconv_cli.verify import compare_all
+from sepconv_cli.pipeline.verify import compare_all
 
 FULL_RANK_CASES = {
     "conv1d": ConvCase(kernel=(3,), spatial=(11,)),

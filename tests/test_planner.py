@@ -5,12 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepconv_cli import planner, planner_rules
-from sepconv_cli.decompose import fold_batchnorm, spectrum
+from sepconv_cli import planner
+from sepconv_cli.core.decompose import fold_batchnorm, spectrum
+from sepconv_cli.core.records import ConvSpec, Layer, ModelInfo, Report
+from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 from sepconv_cli.errors import PlanError, UsageError
-from sepconv_cli.loaders.base import BatchNormParams, ConvWeights
-from sepconv_cli.planner import CandidateOptions, PlanOptions, RankBy, find_candidates, make_plan
-from sepconv_cli.records import ConvSpec, Layer, ModelInfo, Report
+from sepconv_cli.planner import (
+    CandidateOptions,
+    PlanOptions,
+    RankBy,
+    find_candidates,
+    make_plan,
+)
+from sepconv_cli.planner import rules as planner_rules
 
 SEED_VGG = [("conv1", 3, 64, 32), ("conv2", 64, 64, 32), ("conv3", 64, 128, 16),
             ("conv4", 128, 128, 16), ("conv5", 128, 256, 8), ("conv6", 256, 256, 8)]
@@ -126,7 +133,7 @@ def test_energy_rank_and_risk_from_trained_like_kernels():
 
 
 def test_risk_words_follow_the_thresholds():
-    assert [planner._risk(e) for e in (1.0, 0.9, 0.89, 0.6, 0.59, None)] == [
+    assert [planner.plan._risk(e) for e in (1.0, 0.9, 0.89, 0.6, 0.59, None)] == [
         "low", "low", "medium", "medium", "high", None]
 
 
@@ -171,7 +178,7 @@ def test_rank_by_orders():
 
 
 def test_every_choice_enum_is_mapped():
-    assert set(planner._SORT_KEYS) == set(RankBy)
+    assert set(planner.plan._SORT_KEYS) == set(RankBy)
     assert set(planner_rules._CHOOSERS) == set(planner_rules.RuleKind)
     assert {rule.kind for rule in (planner_rules.RankRule(k, 1) for k in planner_rules.RuleKind)} == set(
         planner_rules.RuleKind)
@@ -260,7 +267,7 @@ def test_whole_model_figures_with_batchnorm_match_what_convert_gives():
     counts the BN params leaving and the bias folding leaves, so it equals the converted model's 174,821."""
     import os
 
-    from sepconv_cli.loaders import load
+    from sepconv_cli.backends.registry import load
     from sepconv_cli.render.views import summary
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "digits_vgg.onnx")

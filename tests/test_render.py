@@ -14,9 +14,17 @@ import pytest
 from golden_files import check_golden
 from report_builders import VGG_PARAMS, small_report, vgg_report
 
-from sepconv_cli.records import SCHEMA_VERSION
-from sepconv_cli.render import (RENDERERS, SUFFIX_FORMATS, OutputFormat, RenderOptions, SortKey, ViewOptions,
-                                render, renderer_for)
+from sepconv_cli.core.records import SCHEMA_VERSION
+from sepconv_cli.render import (
+    RENDERERS,
+    SUFFIX_FORMATS,
+    OutputFormat,
+    RenderOptions,
+    SortKey,
+    ViewOptions,
+    render,
+    renderer_for,
+)
 from sepconv_cli.render import text as tx
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -180,7 +188,7 @@ def test_golden(case, fmt):
 
 
 def test_conv_geometry_text():
-    from sepconv_cli.records import ConvSpec
+    from sepconv_cli.core.records import ConvSpec
 
     def spec(**kw):
         base = dict(in_channels=32, out_channels=32, kernel=(3, 3), stride=(1, 1), dilation=(1, 1))

@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from sepconv_cli.calibrate import CalibOptions
+from sepconv_cli.backends.base import ConvertOptions, LoadedModel
+from sepconv_cli.backends.torch.calibrate import calibrate_torch
+from sepconv_cli.backends.torch.modules import apply_manifest
+from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND
+from sepconv_cli.calibration.solve import CalibOptions
+from sepconv_cli.core.records import Plan, PlannedLayer
 from sepconv_cli.errors import UsageError
-from sepconv_cli.loaders.base import LoadedModel
-from sepconv_cli.records import Plan, PlannedLayer
-from sepconv_cli.rewriters.base import ConvertOptions
-from sepconv_cli.rewriters.torch_calibrate import calibrate_torch
-from sepconv_cli.rewriters.torch_modules import apply_manifest
-from sepconv_cli.rewriters.torch_rewriter import MODULE_BACKEND
 
 
 class Net(nn.Module):
@@ -145,10 +144,10 @@ def build():
 def test_calibrated_state_dict_rebuilds_from_its_manifest(tmp_path):
     import importlib.util
 
-    from sepconv_cli.calib_hook import CalibrationHook
-    from sepconv_cli.conversion import ConvertRequest, convert
-    from sepconv_cli.loaders.base import LoadOptions
-    from sepconv_cli.manifest import load as load_manifest
+    from sepconv_cli.backends.base import LoadOptions
+    from sepconv_cli.pipeline.calibrate import CalibrationHook
+    from sepconv_cli.pipeline.convert import ConvertRequest, convert
+    from sepconv_cli.pipeline.manifest import load as load_manifest
     from sepconv_cli.planner import PlanOptions
 
     (tmp_path / "arch.py").write_text(ARCH)
@@ -178,7 +177,7 @@ def test_calibrated_state_dict_rebuilds_from_its_manifest(tmp_path):
 
 
 def test_both_torch_backends_report_each_rewritten_layer():
-    from sepconv_cli.rewriters.torch_rewriter import PT2_BACKEND
+    from sepconv_cli.backends.torch.rewriter import PT2_BACKEND
 
     net = _net()
     program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))

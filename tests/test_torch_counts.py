@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from archs import (
+    SMALL_MODELS,
+    TORCHVISION,
+    EffNetBlock,
+    ResNet50,
+    TransformerBlock,
+    UNet3D,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
-from archs import SMALL_MODELS, TORCHVISION, EffNetBlock, ResNet50, TransformerBlock, UNet3D
-from sepconv_cli.loaders.base import LoadOptions
-from sepconv_cli.loaders.torch_analyze import ENGINES, Engine, analyze_module
-from sepconv_cli.records import ModelInfo
+from sepconv_cli.backends.base import LoadOptions
+from sepconv_cli.backends.torch.analyze import ENGINES, Engine, analyze_module
+from sepconv_cli.core.records import ModelInfo
 
 FVCORE_NON_MAC = ("aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm",
                   "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
@@ -92,7 +99,7 @@ def test_transformer_linear_over_sequence_attention_and_einsum():
 def test_attention_flash_kernel_on_cpu_counts_two_matmuls():
     """Run for real on the CPU, attention takes the fused flash kernel: it still costs its two matmuls
     (batch 2, 4 heads, 10 queries x 10 keys, head dim 8), and the total equals the meta path's."""
-    from sepconv_cli.loaders.torch_count import Mode, trace_module
+    from sepconv_cli.backends.torch.count import Mode, trace_module
 
     torch.manual_seed(0)
     model = TransformerBlock().eval()

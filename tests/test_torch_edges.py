@@ -11,14 +11,14 @@ import zipfile
 
 import pytest
 import torch
+from archs import TIED_PARAMS, TiedHead
 from torch import nn
 from typer.testing import CliRunner
 
-from archs import TIED_PARAMS, TiedHead
+from sepconv_cli.backends.base import LoadOptions
+from sepconv_cli.backends.registry import load
 from sepconv_cli.cli import app
 from sepconv_cli.errors import InputError
-from sepconv_cli.loaders import load
-from sepconv_cli.loaders.base import LoadOptions
 
 TIED_SHAPE = ((None, (4, 10)),)
 

@@ -11,14 +11,21 @@ import onnxruntime
 import pytest
 import torch
 from torch import nn
+from torch_builders import (
+    NoWeights,
+    loaded,
+    plan_of,
+    planned,
+    randomise_bn,
+    rel_err,
+    report_for,
+)
 
+from sepconv_cli.backends.base import ConvertOptions, LoadedModel
+from sepconv_cli.backends.registry import backend_for
+from sepconv_cli.backends.torch.export import SAVERS, save_native
+from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND, PT2_BACKEND
 from sepconv_cli.errors import OutputError, UsageError
-from sepconv_cli.loaders.base import LoadedModel
-from sepconv_cli.rewriters import backend_for
-from sepconv_cli.rewriters.base import ConvertOptions
-from sepconv_cli.rewriters.torch_export import SAVERS, save_native
-from sepconv_cli.rewriters.torch_rewriter import MODULE_BACKEND, PT2_BACKEND
-from torch_builders import NoWeights, loaded, plan_of, planned, randomise_bn, rel_err, report_for
 
 
 def _net() -> nn.Module:
@@ -123,8 +130,13 @@ def test_savers_cover_the_documented_suffixes():
 
 
 def test_pt2_file_through_the_loader_and_planner_at_full_rank(tmp_path):
-    from sepconv_cli.loaders import LoadOptions, load
-    from sepconv_cli.planner import CandidateOptions, PlanOptions, find_candidates, make_plan
+    from sepconv_cli.backends.registry import LoadOptions, load
+    from sepconv_cli.planner import (
+        CandidateOptions,
+        PlanOptions,
+        find_candidates,
+        make_plan,
+    )
 
     model = _net()
     path = tmp_path / "net.pt2"

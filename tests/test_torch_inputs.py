@@ -1,4 +1,4 @@
-"""PyTorch input forms through ``sepconv_cli.loaders.load``: .pt2, TorchScript, entry points, state_dicts,
+"""PyTorch input forms through ``sepconv_cli.backends.registry.load``: .pt2, TorchScript, entry points, state_dicts,
 pickles, and the one-line errors for bad input."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from archs import EffNetBlock, UNet3D
 from torch import nn
 
-from archs import EffNetBlock, UNet3D
+from sepconv_cli.backends.base import LoadOptions
+from sepconv_cli.backends.registry import load
 from sepconv_cli.errors import InputError, UsageError
-from sepconv_cli.loaders import load
-from sepconv_cli.loaders.base import LoadOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_VGG = os.path.join(ROOT, "samples", "seed_vgg.py")

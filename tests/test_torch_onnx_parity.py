@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from archs import SMALL_MODELS
-from sepconv_cli.loaders import load
-from sepconv_cli.loaders.base import LoadOptions
+
+from sepconv_cli.backends.base import LoadOptions
+from sepconv_cli.backends.registry import load
 
 
 def _randomise(model: torch.nn.Module) -> torch.nn.Module:
@@ -40,7 +40,7 @@ def test_torch_and_onnx_reports_agree(name, tmp_path):
     path = str(tmp_path / f"{name}.onnx")
     torch.onnx.export(model, (torch.randn(shape),), path, dynamo=True, verbose=False)
     onnx_report = load(path, LoadOptions()).report
-    torch_report = load(f"archs:{getattr(factory, '__name__')}", LoadOptions(input_shapes=((None, shape),))).report
+    torch_report = load(f"archs:{factory.__name__}", LoadOptions(input_shapes=((None, shape),))).report
     assert _conv_macs(onnx_report) == _conv_macs(torch_report)
     assert not onnx_report.uncounted and not torch_report.uncounted
     assert onnx_report.macs - _conv_macs(onnx_report) == torch_report.macs - _conv_macs(torch_report)

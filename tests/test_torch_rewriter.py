@@ -8,15 +8,23 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch_builders import (
+    full_rank,
+    loaded,
+    plan_of,
+    planned,
+    randomise_bn,
+    rel_err,
+    seed_vgg,
+)
 
-from sepconv_cli import manifest
+from sepconv_cli.backends.base import ConvertOptions
+from sepconv_cli.backends.registry import backend_for
+from sepconv_cli.backends.torch.modules import SeparableConv, apply_manifest
+from sepconv_cli.backends.torch.rewriter import INITS, MODULE_BACKEND, run_native
 from sepconv_cli.errors import RewriteError, UsageError
+from sepconv_cli.pipeline import manifest
 from sepconv_cli.planner import Init
-from sepconv_cli.rewriters import backend_for
-from sepconv_cli.rewriters.base import ConvertOptions
-from sepconv_cli.rewriters.torch_modules import SeparableConv, apply_manifest
-from sepconv_cli.rewriters.torch_rewriter import INITS, MODULE_BACKEND, run_native
-from torch_builders import full_rank, loaded, plan_of, planned, randomise_bn, rel_err, seed_vgg
 
 # (conv, input shape): every geometry the full-rank rewrite must reproduce.
 FULL_RANK_CASES = {
@@ -242,8 +250,13 @@ def test_saved_state_dict_is_loadable_bytes(tmp_path):
 
 
 def test_seed_vgg_through_the_loader_and_planner():
-    from sepconv_cli.loaders import LoadOptions, load
-    from sepconv_cli.planner import CandidateOptions, PlanOptions, find_candidates, make_plan
+    from sepconv_cli.backends.registry import LoadOptions, load
+    from sepconv_cli.planner import (
+        CandidateOptions,
+        PlanOptions,
+        find_candidates,
+        make_plan,
+    )
 
     source = load("torch_builders:seed_vgg", LoadOptions(device="cpu", input_shapes=((None, (1, 3, 32, 32)),)))
     report = find_candidates(source.report, source.handle, CandidateOptions(fold_bn=False))

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sepconv_cli import units
-from sepconv_cli.units import Kind, UnitError
+from sepconv_cli.core import units
+from sepconv_cli.core.units import Kind, UnitError
 
 
 @pytest.mark.parametrize("text, expected", [

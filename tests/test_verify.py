@@ -7,9 +7,17 @@ import time
 import numpy as np
 import pytest
 
+from sepconv_cli.core.records import TensorInfo
 from sepconv_cli.errors import InputError, ShapeError
-from sepconv_cli.records import TensorInfo
-from sepconv_cli.verify import (Latency, benchmark, compare, compare_all, load_inputs, random_inputs, verify)
+from sepconv_cli.pipeline.verify import (
+    Latency,
+    benchmark,
+    compare,
+    compare_all,
+    load_inputs,
+    random_inputs,
+    verify,
+)
 
 IMAGE = TensorInfo("x", ("N", 3, 4, 4), "float32")
 

@@ -6,9 +6,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from report_builders import VGG_PARAMS, VGG_SEPARABLE_PARAMS, small_report, vgg_report
 
-from sepconv_cli.records import Layer, ModelInfo, Report
-from sepconv_cli.render.views import (SORTERS, SortKey, ViewOptions, candidate_views, excluded_by_reason,
-                                      layer_view, scope_separator, summary)
+from sepconv_cli.core.records import Layer, ModelInfo, Report
+from sepconv_cli.render.views import (
+    SORTERS,
+    SortKey,
+    ViewOptions,
+    candidate_views,
+    excluded_by_reason,
+    layer_view,
+    scope_separator,
+    summary,
+)
 
 VGG_MACS = 1_769_472 + 37_748_736 + 18_874_368 + 37_748_736 + 18_874_368 + 37_748_736 + 40_960
 
@@ -166,8 +174,8 @@ def test_share_saved_of_a_kernel_fed_at_run_time_stays_below_one(tmp_path):
     """A conv whose 16x8x3x3 kernel is a graph input (not a model param): its savings are shares of the
     model plus that kernel, never over 100%."""
     from onnx import helper
-
     from onnx_builders import analyse, model, vinfo, weight
+
     from sepconv_cli.planner import CandidateOptions, find_candidates
     from sepconv_cli.render.views import candidate_views
 

@@ -6,10 +6,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepconv_cli import costs
-from sepconv_cli.loaders.base import LoadedModel
-from sepconv_cli.records import Layer, ModelInfo, Plan, PlannedLayer, Report, TensorInfo
-from sepconv_cli.rewriters.torch_modules import spec_of
+from sepconv_cli.backends.base import LoadedModel
+from sepconv_cli.backends.torch.modules import spec_of
+from sepconv_cli.core import costs
+from sepconv_cli.core.records import (
+    Layer,
+    ModelInfo,
+    Plan,
+    PlannedLayer,
+    Report,
+    TensorInfo,
+)
 
 
 class NoWeights:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import typer
 
@@ -69,7 +69,7 @@ def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
     return application
 
 
-def _command_named(argv: Sequence[str]) -> Optional[str]:
+def _command_named(argv: Sequence[str]) -> str | None:
     """The command ``argv`` runs when it is a known one (the first word that is not an option), else None."""
     word = next((arg for arg in argv if not arg.startswith("-")), None)
     return word if word in COMMANDS else None

@@ -7,17 +7,36 @@ Exit codes: 0 ok, 2 usage, input or output error (one line on stderr, through ``
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
-from sepconv_cli.cli.common import (ARCH_OPTION, DEVICE_OPTION, ENGINE_OPTION, INPUT_SHAPE_OPTION, KWARGS_OPTION,
-                                    TRUST_PICKLE_OPTION, Device, Engine, format_for, handle_errors, parse_input_shapes,
-                                    stdout_is_terminal, terminal_width, use_color, write_atomic)
+from sepconv_cli.backends.base import LoadOptions
+from sepconv_cli.cli.common import (
+    ARCH_OPTION,
+    DEVICE_OPTION,
+    ENGINE_OPTION,
+    INPUT_SHAPE_OPTION,
+    KWARGS_OPTION,
+    TRUST_PICKLE_OPTION,
+    Device,
+    Engine,
+    format_for,
+    handle_errors,
+    parse_input_shapes,
+    stdout_is_terminal,
+    terminal_width,
+    use_color,
+    write_atomic,
+)
 from sepconv_cli.errors import OutputError, UsageError
-from sepconv_cli.loaders.base import LoadOptions
 from sepconv_cli.planner import CandidateOptions, RankBy
-from sepconv_cli.render import SUFFIX_FORMATS, OutputFormat, RenderOptions, conventions_text, render
+from sepconv_cli.render import (
+    SUFFIX_FORMATS,
+    OutputFormat,
+    RenderOptions,
+    conventions_text,
+    render,
+)
 from sepconv_cli.render.views import SortKey, ViewOptions
 
 HELP = f"""Show where a model's parameters and MACs go, layer by layer, and which regular convolutions
@@ -45,13 +64,13 @@ Exit codes: 0 ok, 2 usage, input or output error.
 """
 
 
-def _choose_format(fmt: Optional[OutputFormat], output: Optional[str]) -> OutputFormat:
+def _choose_format(fmt: OutputFormat | None, output: str | None) -> OutputFormat:
     """The asked format; else from the output file's suffix; else table on a terminal, JSON otherwise."""
     fallback = OutputFormat.TABLE if output is None and stdout_is_terminal() else OutputFormat.JSON
     return format_for(fmt, output, SUFFIX_FORMATS, fallback)
 
 
-def _validate(model: str, output: Optional[str], view: ViewOptions, energy: float) -> None:
+def _validate(model: str, output: str | None, view: ViewOptions, energy: float) -> None:
     """Fail fast (before loading the model) on impossible flags."""
     if view.depth is not None and view.depth < 1:
         raise UsageError(f"--depth must be at least 1, got {view.depth}")
@@ -63,7 +82,7 @@ def _validate(model: str, output: Optional[str], view: ViewOptions, energy: floa
         raise OutputError(f"{output}: is the model itself; refusing to overwrite it")
 
 
-def _emit(text: str, output: Optional[str], fmt: OutputFormat) -> None:
+def _emit(text: str, output: str | None, fmt: OutputFormat) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -75,16 +94,16 @@ def _emit(text: str, output: Optional[str], fmt: OutputFormat) -> None:
 def analyze(
     model: str = typer.Argument(..., help="Model file or entry point (package.module:factory).",
                                 show_default=False),
-    fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", show_default=False,
+    fmt: OutputFormat | None = typer.Option(None, "--format", "-f", show_default=False,
                                                help="Output format [default: table on a terminal, else json]."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", show_default=False,
+    output: str | None = typer.Option(None, "--output", "-o", show_default=False,
                                          help="Write the report to this file (atomically) instead of stdout."),
-    depth: Optional[int] = typer.Option(None, "--depth", show_default=False,
+    depth: int | None = typer.Option(None, "--depth", show_default=False,
                                         help="Group rows by their first N name scopes (a hierarchy)."),
     sort: SortKey = typer.Option(SortKey.ORDER, "--sort", help="Order of the layer rows."),
-    top: Optional[int] = typer.Option(None, "--top", show_default=False,
+    top: int | None = typer.Option(None, "--top", show_default=False,
                                       help="Keep only the first N (top-level) rows after sorting."),
-    input_shape: Optional[list[str]] = INPUT_SHAPE_OPTION,
+    input_shape: list[str] | None = INPUT_SHAPE_OPTION,
     energy: float = typer.Option(0.9, "--energy", help="Energy share each candidate's rank T must keep."),
     rank_by: RankBy = typer.Option(RankBy.MACS, "--rank-by", help="Order of the candidates (by savings or by "
                                                                   "energy kept at T=1)."),
@@ -95,13 +114,13 @@ def analyze(
                                     help="Take spectra of the stored kernels, not of the kernels with their "
                                          "following BatchNorm folded in."),
     kwargs: str = KWARGS_OPTION,
-    arch: Optional[str] = ARCH_OPTION,
+    arch: str | None = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     engine: Engine = ENGINE_OPTION,
     device: Device = DEVICE_OPTION,
 ) -> None:
     """Analyse MODEL: layers, totals, separable candidates."""
-    from sepconv_cli.analysis import analyze_model
+    from sepconv_cli.pipeline.analyze import analyze_model
 
     view = ViewOptions(depth=depth, sort=sort, top=top)
     _validate(model, output, view, energy)

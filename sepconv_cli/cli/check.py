@@ -10,22 +10,48 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional
 
 import typer
 
-from sepconv_cli.baseline import Baseline, load_baseline
-from sepconv_cli.budget import (METRICS, budgets_from_mapping, current_figures, evaluate, evaluate_growth,
-                                unknown_figures)
-from sepconv_cli.cli.common import (ARCH_OPTION, KWARGS_OPTION, TRUST_PICKLE_OPTION, format_for, handle_errors,
-                                    parse_input_shapes, stdout_is_terminal, write_atomic)
-from sepconv_cli.config import (GLOB_CHARS, Config, Settings, Target, discover, expand_glob, parse_growth,
-                                resolve_targets)
+from sepconv_cli.cli.common import (
+    ARCH_OPTION,
+    KWARGS_OPTION,
+    TRUST_PICKLE_OPTION,
+    format_for,
+    handle_errors,
+    parse_input_shapes,
+    stdout_is_terminal,
+    write_atomic,
+)
+from sepconv_cli.core.budget import (
+    METRICS,
+    budgets_from_mapping,
+    current_figures,
+    evaluate,
+    evaluate_growth,
+    unknown_figures,
+)
+from sepconv_cli.core.records import CheckResult, ModelError, Report, Violation
+from sepconv_cli.core.units import Kind
 from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
-from sepconv_cli.records import CheckResult, ModelError, Report, Violation
-from sepconv_cli.render.check import (CHECK_SUFFIX_FORMATS, CheckFormat, CheckRenderOptions, check_renderer_for,
-                                      render_markdown)
-from sepconv_cli.units import Kind
+from sepconv_cli.pipeline.baseline import Baseline, load_baseline
+from sepconv_cli.pipeline.config import (
+    GLOB_CHARS,
+    Config,
+    Settings,
+    Target,
+    discover,
+    expand_glob,
+    parse_growth,
+    resolve_targets,
+)
+from sepconv_cli.render.check import (
+    CHECK_SUFFIX_FORMATS,
+    CheckFormat,
+    CheckRenderOptions,
+    check_renderer_for,
+    render_markdown,
+)
 
 HELP = """Fail the build when a model outgrows its budget.
 
@@ -53,14 +79,14 @@ def _budget_flag(help_text: str, flag: str):
     return typer.Option(None, flag, help=help_text, show_default=False, metavar=metavar)
 
 
-def _cli_settings(flags: dict[str, Optional[str]], shapes: Optional[list[str]], baseline: Optional[str],
-                  growth: Optional[str]) -> Settings:
+def _cli_settings(flags: dict[str, str | None], shapes: list[str] | None, baseline: str | None,
+                  growth: str | None) -> Settings:
     budgets = budgets_from_mapping({k: v for k, v in flags.items() if v is not None}, "cli")
     return Settings(budgets=budgets, input_shapes=tuple(shapes or ()), baseline=baseline,
                     max_growth=None if growth is None else parse_growth(growth, "--max-growth"))
 
 
-def _expand_models(models: Optional[list[str]]) -> list[str]:
+def _expand_models(models: list[str] | None) -> list[str]:
     """Command-line MODEL args; a quoted glob (``'models/*.onnx'``) is expanded here, sorted. A file named
     twice (``m.onnx ./m.onnx``, or also by a glob) is kept once, where it was first named."""
     out: list[str] = []
@@ -82,7 +108,7 @@ class Prepared:
 
     target: Target
     shapes: tuple
-    baseline: Optional[Baseline]
+    baseline: Baseline | None
 
 
 def _check_growth_setting(target: Target) -> None:
@@ -117,8 +143,8 @@ def _file_size(report: Report, path: str) -> int:
     return os.path.getsize(path)
 
 
-def _check_one(prepared: Prepared, torch_options: tuple[str, Optional[str], bool]) -> tuple[Violation, ...]:
-    from sepconv_cli.loaders import LoadOptions, load
+def _check_one(prepared: Prepared, torch_options: tuple[str, str | None, bool]) -> tuple[Violation, ...]:
+    from sepconv_cli.backends.registry import LoadOptions, load
 
     target, base = prepared.target, prepared.baseline
     kwargs_json, arch, trust_pickle = torch_options
@@ -139,7 +165,7 @@ def _check_one(prepared: Prepared, torch_options: tuple[str, Optional[str], bool
                                       unknown)
 
 
-def _check_all(prepared: list[Prepared], torch_options: tuple[str, Optional[str], bool]) -> CheckResult:
+def _check_all(prepared: list[Prepared], torch_options: tuple[str, str | None, bool]) -> CheckResult:
     """Every model's outcomes; a model that cannot be loaded becomes an error entry (told on stderr)."""
     results: list[Violation] = []
     errors: list[ModelError] = []
@@ -164,7 +190,7 @@ def _append_step_summary(result: CheckResult) -> None:
         typer.echo(f"sepconv: warning: cannot append to GITHUB_STEP_SUMMARY {path} ({exc.strerror})", err=True)
 
 
-def _render(result: CheckResult, fmt: CheckFormat, output: Optional[str], junit_xml: Optional[str]) -> None:
+def _render(result: CheckResult, fmt: CheckFormat, output: str | None, junit_xml: str | None) -> None:
     color = output is None and stdout_is_terminal() and not os.environ.get("NO_COLOR")
     options = CheckRenderOptions(width=shutil.get_terminal_size((100, 24)).columns, color=color)
     text = check_renderer_for(fmt)(result, options)
@@ -182,38 +208,38 @@ def _render(result: CheckResult, fmt: CheckFormat, output: Optional[str], junit_
 
 @handle_errors
 def check(
-    models: Optional[list[str]] = typer.Argument(None, metavar="[MODEL]...", help="Model files, entry points or quoted globs "
+    models: list[str] | None = typer.Argument(None, metavar="[MODEL]...", help="Model files, entry points or quoted globs "
                                                  "(default: the models listed in the config).", show_default=False),
-    max_params: Optional[str] = _budget_flag("Most trainable weight elements (e.g. 5M).", "--max-params"),
-    max_macs: Optional[str] = _budget_flag("Most multiply-accumulates (e.g. 600M).", "--max-macs"),
-    max_flops: Optional[str] = _budget_flag("Most FLOPs = 2 x MACs (e.g. 1.2G).", "--max-flops"),
-    max_file_size: Optional[str] = _budget_flag("Largest model file (e.g. 20MB, 20MiB).", "--max-file-size"),
-    max_weight_bytes: Optional[str] = _budget_flag("Most bytes of stored weights.", "--max-weight-bytes"),
-    max_layer_macs: Optional[str] = _budget_flag("Most MACs in any single layer.", "--max-layer-macs"),
-    max_uncounted: Optional[str] = _budget_flag("Largest share of rows whose MACs cannot be counted "
+    max_params: str | None = _budget_flag("Most trainable weight elements (e.g. 5M).", "--max-params"),
+    max_macs: str | None = _budget_flag("Most multiply-accumulates (e.g. 600M).", "--max-macs"),
+    max_flops: str | None = _budget_flag("Most FLOPs = 2 x MACs (e.g. 1.2G).", "--max-flops"),
+    max_file_size: str | None = _budget_flag("Largest model file (e.g. 20MB, 20MiB).", "--max-file-size"),
+    max_weight_bytes: str | None = _budget_flag("Most bytes of stored weights.", "--max-weight-bytes"),
+    max_layer_macs: str | None = _budget_flag("Most MACs in any single layer.", "--max-layer-macs"),
+    max_uncounted: str | None = _budget_flag("Largest share of rows whose MACs cannot be counted "
                                                 "(no formula or unknown shape), e.g. 1%.", "--max-uncounted"),
-    min_separable_coverage: Optional[str] = _budget_flag(
+    min_separable_coverage: str | None = _budget_flag(
         "Smallest share of conv MACs in depthwise or 1x1 convs (e.g. 50%).", "--min-separable-coverage"),
-    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="REPORT.json", help="Report from `sepconv analyze --format "
+    baseline: str | None = typer.Option(None, "--baseline", metavar="REPORT.json", help="Report from `sepconv analyze --format "
                                            "json` to compare params, MACs, file size, weight bytes with.",
                                            show_default=False),
-    max_growth: Optional[str] = typer.Option(None, "--max-growth", metavar="SHARE", help="Allowed growth over --baseline per "
+    max_growth: str | None = typer.Option(None, "--max-growth", metavar="SHARE", help="Allowed growth over --baseline per "
                                              "figure (e.g. 5%; default 0).", show_default=False),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", metavar="[NAME=]SHAPE", help="Pin dynamic dims: "
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", metavar="[NAME=]SHAPE", help="Pin dynamic dims: "
                                                     "name=1x3x224x224 (repeatable) or one unnamed shape.",
                                                     show_default=False),
-    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help="pyproject.toml or sepconv.toml to read "
+    config: str | None = typer.Option(None, "--config", metavar="FILE", help="pyproject.toml or sepconv.toml to read "
                                          "(default: discovered upwards from the current directory).",
                                          show_default=False),
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
-    fmt: Optional[CheckFormat] = typer.Option(None, "--format", "-f", show_default=False, help="Output format "
+    fmt: CheckFormat | None = typer.Option(None, "--format", "-f", show_default=False, help="Output format "
                                               "[default: from the --output suffix (.json, .xml, .md), else table]."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the results to this file "
+    output: str | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the results to this file "
                                          "(atomically) instead of stdout.", show_default=False),
-    junit_xml: Optional[str] = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
+    junit_xml: str | None = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
                                             "(one run gives annotations and a test report).", show_default=False),
     kwargs: str = KWARGS_OPTION,
-    arch: Optional[str] = ARCH_OPTION,
+    arch: str | None = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
 ) -> None:
     """Check models against their budgets; exit 1 when any is exceeded."""

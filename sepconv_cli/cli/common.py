@@ -7,13 +7,14 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import TypeVar
 
 import typer
 
+from sepconv_cli.core.records import Shape
 from sepconv_cli.errors import OutputError, SepconvError, UsageError
-from sepconv_cli.records import Shape
 
 F = TypeVar("F", bound=Callable)
 
@@ -63,7 +64,7 @@ def parse_shape(text: str) -> Shape:
     return tuple(dims)
 
 
-def parse_input_shapes(values: Optional[list[str]]) -> tuple[tuple[Optional[str], Shape], ...]:
+def parse_input_shapes(values: list[str] | None) -> tuple[tuple[str | None, Shape], ...]:
     """``["x=1x3x32x32", "1x3x32x32"]`` -> ``(("x", (1,3,32,32)), (None, (1,3,32,32)))``."""
     out = []
     for value in values or []:
@@ -108,7 +109,7 @@ DEVICE_OPTION = typer.Option(Device.META, "--device", help="Where entry points a
 E = TypeVar("E", bound=Enum)
 
 
-def format_for(fmt: Optional[E], output: Optional[str], suffixes: Mapping[str, E], fallback: E) -> E:
+def format_for(fmt: E | None, output: str | None, suffixes: Mapping[str, E], fallback: E) -> E:
     """The asked ``fmt``; else the format ``output``'s suffix names in ``suffixes``; else ``fallback``."""
     if fmt is not None:
         return fmt
@@ -122,7 +123,7 @@ def terminal_width(default: int = 80) -> int:
     return shutil.get_terminal_size((default, 24)).columns
 
 
-def use_color(output: Optional[str]) -> bool:
+def use_color(output: str | None) -> bool:
     """ANSI colour only on a terminal, never into a file, never under ``NO_COLOR`` (https://no-color.org)."""
     return output is None and stdout_is_terminal() and not os.environ.get("NO_COLOR")
 

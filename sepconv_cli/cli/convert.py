@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Callable, List, Optional
 
 import typer
 
+from sepconv_cli.backends.registry import LoadOptions
 from sepconv_cli.cli.common import handle_errors, parse_input_shapes, terminal_width
-from sepconv_cli.conversion import ConvertRequest, Events
-from sepconv_cli.conversion import convert as run_pipeline
 from sepconv_cli.errors import UsageError
-from sepconv_cli.loaders import LoadOptions
+from sepconv_cli.pipeline.convert import ConvertRequest, Events
+from sepconv_cli.pipeline.convert import convert as run_pipeline
 from sepconv_cli.planner import Init, PlanOptions
 
 HELP = (
@@ -66,7 +66,7 @@ def _json(result) -> tuple[str, bool]:
 RENDERERS: dict[ConvertFormat, Callable] = {ConvertFormat.TABLE: _table, ConvertFormat.JSON: _json}
 
 
-def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional[float]) -> dict:
+def parse_rank(rank: str | None, energy: float | None, max_error: float | None) -> dict:
     """The rank rule as PlanOptions fields; UsageError when several rules (or a bad --rank) are given."""
     given = [flag for flag, value in (("--rank", rank), ("--energy", energy), ("--max-error", max_error))
              if value is not None]
@@ -81,7 +81,7 @@ def parse_rank(rank: Optional[str], energy: Optional[float], max_error: Optional
     return {"rank": int(rank)}
 
 
-def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optional[float], seed: int,
+def _calibration_hook(path: str | None, samples: int, max_output_error: float | None, seed: int,
                       events: Events):
     """The pipeline's calibration step for ``--calibrate`` (None without it), reporting each refit layer
     to ``events.calibrated``."""
@@ -91,8 +91,8 @@ def _calibration_hook(path: Optional[str], samples: int, max_output_error: Optio
         return None
     if samples < 1:
         raise UsageError(f"--calib-samples must be at least 1, got {samples}")
-    from sepconv_cli.calib_hook import CalibrationHook
-    from sepconv_cli.calibrate import CalibOptions
+    from sepconv_cli.calibration.solve import CalibOptions
+    from sepconv_cli.pipeline.calibrate import CalibrationHook
 
     options = CalibOptions(samples=samples, max_output_error=max_output_error, seed=seed, progress=events.calibrated)
     return CalibrationHook(path, options)
@@ -153,36 +153,36 @@ class _Progress(Events):
 @handle_errors
 def convert(
     model: str = typer.Argument(..., help="Model file (ONNX, .pt2, state_dict, pickle) or entry point."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (.onnx; torch: .pt2/.onnx/.pt/.pth)."),
-    select: Optional[List[str]] = typer.Option(None, "--select", help="Glob on layer names (repeatable)."),
-    exclude: Optional[List[str]] = typer.Option(None, "--exclude", help="Glob on layer names to leave alone."),
-    top: Optional[int] = typer.Option(None, "--top", help="Only the N layers saving most MACs."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Output file (.onnx; torch: .pt2/.onnx/.pt/.pth)."),
+    select: list[str] | None = typer.Option(None, "--select", help="Glob on layer names (repeatable)."),
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Glob on layer names to leave alone."),
+    top: int | None = typer.Option(None, "--top", help="Only the N layers saving most MACs."),
     min_saving: float = typer.Option(0.0, "--min-saving", help="Minimum fraction of a layer's MACs saved."),
-    rank: Optional[str] = typer.Option(None, "--rank", help="Fixed rank T, or 'full' (exact, lossless)."),
-    energy: Optional[float] = typer.Option(None, "--energy", help="Per layer smallest T keeping this energy."),
-    max_error: Optional[float] = typer.Option(None, "--max-error", help="Per layer max relative weight error."),
+    rank: str | None = typer.Option(None, "--rank", help="Fixed rank T, or 'full' (exact, lossless)."),
+    energy: float | None = typer.Option(None, "--energy", help="Per layer smallest T keeping this energy."),
+    max_error: float | None = typer.Option(None, "--max-error", help="Per layer max relative weight error."),
     init: Init = typer.Option(Init.SVD, "--init", help="svd: keep trained weights; random: fresh init."),
-    fold_bn: Optional[bool] = typer.Option(None, "--fold-bn/--no-fold-bn", show_default=False,
+    fold_bn: bool | None = typer.Option(None, "--fold-bn/--no-fold-bn", show_default=False,
                                            help="Fold a following BatchNorm first [default: fold with --init "
                                                 "svd; keep it with --init random, for retraining]."),
     depthwise_bias: bool = typer.Option(False, "--depthwise-bias", help="Give the depthwise conv a bias too."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write nothing."),
-    inputs: Optional[str] = typer.Option(None, "--inputs", help=".npz file of verification inputs."),
+    inputs: str | None = typer.Option(None, "--inputs", help=".npz file of verification inputs."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare outputs before/after."),
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Exit 1 above this relative L2 error."),
+    tolerance: float | None = typer.Option(None, "--tolerance", help="Exit 1 above this relative L2 error."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Median latency before/after (interleaved)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     fmt: ConvertFormat = typer.Option(ConvertFormat.TABLE, "--format", help="table (stderr) or json (stdout)."),
-    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="[name=]1x3x224x224."),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="[name=]1x3x224x224."),
     kwargs: str = typer.Option("", "--kwargs", help="JSON object of entry-point factory arguments."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
+    arch: str | None = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling (runs code)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random inputs and --init random."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Unlabeled inputs to refit the pointwise "
+    calibrate: str | None = typer.Option(None, "--calibrate", help="Unlabeled inputs to refit the pointwise "
                                             "weights on: .npz keyed by input name, or a folder of .npy/.npz "
                                             "(see above)."),
     calib_samples: int = typer.Option(256, "--calib-samples", help="Most calibration inputs used."),
-    max_output_error: Optional[float] = typer.Option(None, "--max-output-error", help="With --calibrate: per "
+    max_output_error: float | None = typer.Option(None, "--max-output-error", help="With --calibrate: per "
                                                      "layer smallest T whose calibrated output error is <= E."),
 ) -> None:
     if tolerance is not None and tolerance < 0:

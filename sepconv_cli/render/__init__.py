@@ -7,12 +7,12 @@ imported on demand, so JSON output never imports rich. Every renderer has the si
 
 from __future__ import annotations
 
-from sepconv_cli.lazy import resolve
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
-from sepconv_cli.records import Report
+from sepconv_cli.core.records import Report
+from sepconv_cli.lazy import resolve
 from sepconv_cli.render.views import SortKey, ViewOptions
 
 

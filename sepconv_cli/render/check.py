@@ -11,16 +11,16 @@ loaded as an error entry.
 
 from __future__ import annotations
 
-from sepconv_cli.lazy import resolve
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
-from sepconv_cli.budget import metric_kind
-from sepconv_cli.records import SCHEMA_VERSION, CheckResult, ModelError, Violation
-from sepconv_cli.units import Kind, format_value
+from sepconv_cli.core.budget import metric_kind
+from sepconv_cli.core.records import SCHEMA_VERSION, CheckResult, ModelError, Violation
+from sepconv_cli.core.units import Kind, format_value
+from sepconv_cli.lazy import resolve
 
 
 class CheckFormat(str, Enum):

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Optional
 
-from sepconv_cli.conversion import ConversionResult
-from sepconv_cli.records import SCHEMA_VERSION, CalibrationReport, PlannedLayer, Report
+from sepconv_cli.core.records import (
+    SCHEMA_VERSION,
+    CalibrationReport,
+    PlannedLayer,
+    Report,
+)
+from sepconv_cli.pipeline.convert import ConversionResult
 from sepconv_cli.render.convert_text import layer_errors, render_table
 
 __all__ = ["layer_errors", "render_json", "render_table", "result_dict"]
 
 
-def _totals(report: Optional[Report]) -> Optional[dict]:
+def _totals(report: Report | None) -> dict | None:
     if report is None:
         return None
     return {"params": report.params, "macs": report.macs, "flops": report.flops,
@@ -30,7 +34,7 @@ def _layer(p: PlannedLayer) -> dict:
             "weight_error": p.weight_error, "bn_folded": p.bn_folded}
 
 
-def _verification(result: ConversionResult) -> Optional[dict]:
+def _verification(result: ConversionResult) -> dict | None:
     v = result.verification
     if v is None:
         return None
@@ -40,7 +44,7 @@ def _verification(result: ConversionResult) -> Optional[dict]:
                          "top1": o.top1} for o in v.outputs]}
 
 
-def _calibration(cal: Optional[CalibrationReport]) -> Optional[dict]:
+def _calibration(cal: CalibrationReport | None) -> dict | None:
     """The calibration report as JSON, each layer with its preferred ``error_on``/``error_before``/
     ``error_after`` beside the raw fit and held-back figures (relative L2 errors, seconds)."""
     if cal is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import textwrap
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-from sepconv_cli.records import CalibratedLayer, CalibrationReport
+from sepconv_cli.core.records import CalibratedLayer, CalibrationReport
 from sepconv_cli.render import text
 
 # How each error basis of a calibration report reads in the table.
@@ -22,7 +22,7 @@ BASIS_TEXT = {"holdout": "held-back inputs", "fit": "fit inputs"}
 _MIN_NAME = 12
 
 
-def layer_errors(layer: CalibratedLayer) -> tuple[str, Optional[float], Optional[float]]:
+def layer_errors(layer: CalibratedLayer) -> tuple[str, float | None, float | None]:
     """(basis, before, after): the layer's output error with SVD vs calibrated weights, on the held-back
     samples when some were held back (``"holdout"``), else on the samples of the fit (``"fit"``)."""
     if layer.holdout_error_before is not None:
@@ -30,14 +30,14 @@ def layer_errors(layer: CalibratedLayer) -> tuple[str, Optional[float], Optional
     return "fit", layer.fit_error_before, layer.fit_error_after
 
 
-def _change(before: Optional[int], after: Optional[int], fmt=text.compact) -> str:
+def _change(before: int | None, after: int | None, fmt=text.compact) -> str:
     if before is None or after is None:
         return "?"
     factor = f" ({before / after:.2f}x)" if after else ""
     return f"{fmt(before)} -> {fmt(after)}{factor}"
 
 
-def _error(value: Optional[float]) -> str:
+def _error(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 
-from sepconv_cli.records import Report
+from sepconv_cli.core.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
 from sepconv_cli.render.views import candidate_views, layer_view

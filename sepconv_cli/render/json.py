@@ -13,10 +13,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from sepconv_cli.records import SCHEMA_VERSION, Candidate, Layer, Report, Shape, TensorInfo
+from sepconv_cli.core.records import (
+    SCHEMA_VERSION,
+    Candidate,
+    Layer,
+    Report,
+    Shape,
+    TensorInfo,
+)
 from sepconv_cli.render import CONVENTIONS, RenderOptions
-from sepconv_cli.render.views import (ViewOptions, candidate_views, excluded_by_reason, layer_view,
-                                      summary)
+from sepconv_cli.render.views import (
+    ViewOptions,
+    candidate_views,
+    excluded_by_reason,
+    layer_view,
+    summary,
+)
 
 
 def _shape(shape: Shape | None) -> list | None:

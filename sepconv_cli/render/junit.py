@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from sepconv_cli.records import CheckResult, ModelError, Violation
+from sepconv_cli.core.records import CheckResult, ModelError, Violation
 from sepconv_cli.render.check import CheckRenderOptions, error_text, summary_line
 
 SUITES_NAME = "sepconv check"

@@ -5,10 +5,15 @@ whole-model summary and exclusions, as GitHub-flavoured pipe tables. Counts are 
 
 from __future__ import annotations
 
-from sepconv_cli.records import Report
+from sepconv_cli.core.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
-from sepconv_cli.render.views import candidate_views, excluded_by_reason, layer_view, summary
+from sepconv_cli.render.views import (
+    candidate_views,
+    excluded_by_reason,
+    layer_view,
+    summary,
+)
 
 
 def _cell(value: object) -> str:

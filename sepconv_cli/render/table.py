@@ -15,10 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sepconv_cli.records import Report
+from sepconv_cli.core.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
-from sepconv_cli.render.views import Row, candidate_views, excluded_by_reason, layer_view, summary
+from sepconv_cli.render.views import (
+    Row,
+    candidate_views,
+    excluded_by_reason,
+    layer_view,
+    summary,
+)
 
 _BAR = 5
 _MAX_NAMES = 4

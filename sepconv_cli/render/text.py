@@ -8,9 +8,9 @@ parts, so that reports fit an 80-column terminal. Pure string functions; no rich
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
-from sepconv_cli.records import Candidate, ConvSpec, Report, Shape, format_shape
+from sepconv_cli.core.records import Candidate, ConvSpec, Report, Shape, format_shape
 from sepconv_cli.render.views import NO_FORMULA, Row, has_energy
 
 _SUFFIXES = ("", "k", "M", "G", "T", "P")

@@ -9,11 +9,11 @@ energy-chosen ranks). Nothing here prints or imports rich.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable
 
-from sepconv_cli.records import Candidate, ConvSpec, Layer, Report, Shape
+from sepconv_cli.core.records import Candidate, ConvSpec, Layer, Report, Shape
 
 NO_FORMULA = "no formula"
 
@@ -98,7 +98,7 @@ class _Node:
 
     key: tuple[str, ...]
     layers: list[Layer]
-    children: dict[tuple[str, ...], "_Node"]
+    children: dict[tuple[str, ...], _Node]
 
 
 def _build_tree(layers: Iterable[Layer], depth: int) -> _Node:

@@ -1,0 +1,1 @@
+"""Backends: the only package that imports onnx, onnxruntime, torch or fvcore (one folder per framework)."""

@@ -1,0 +1,1 @@
+"""The ONNX backend: loading, counting, rewriting, probing and calibrating ONNX graphs (never imports torch)."""

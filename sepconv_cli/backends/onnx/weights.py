@@ -1,0 +1,271 @@
+"""Where an ONNX model keeps its weights, how many elements and bytes they hold, and reading them.
+
+Weight sources are initializers (also those listed as graph inputs in IR < 4 files), ``Constant`` nodes
+and ``ConstantOfShape`` nodes whose shape is itself constant. ``Identity`` and ``Cast`` of a source are
+aliases of it (exporters emit them for shared weights), so a weight is counted once whatever route it
+takes. Counting reads only ``dims``: weight bytes (possibly external data) are read only by ``array``.
+Params are float tensors, plus integer tensors that ``DequantizeLinear`` turns into weights (QDQ
+models store their kernels as int8); other integer tensors (shapes, indices) are not params. Scalars
+(rank-0 tensors, and one-element ``Constant`` nodes: the ``0.5`` and ``sqrt(d)`` that exporters write
+for ``x * 0.5``, GELU, attention scaling) are literals of the code, not trainable weights, so they are
+not params either; nor is a tensor no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
+(``onnx_subgraphs``). Units: elements and bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from sepconv_cli.backends.onnx.subgraphs import BodyWeight, body_weights, used_names
+from sepconv_cli.errors import WeightsUnreadable
+
+FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                         onnx.TensorProto.BFLOAT16})
+"""Element types counted as trainable params; integer tensors (shapes, indices) are not params."""
+
+ALIAS_OPS = ("Identity", "Cast")
+BUFFER_INPUTS = {
+    "BatchNormalization": (3, 4),  # running mean and variance
+    "DequantizeLinear": (1, 2),  # quantisation scale and zero point (per tensor or per channel)
+    "QuantizeLinear": (1, 2),
+}
+"""Op type -> input positions holding statistics or quantisation metadata: buffers, not params."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One constant tensor of the model: its name, element type, dims and how it is stored."""
+
+    name: str
+    dtype: int
+    shape: tuple[int, ...]
+    kind: str  # "initializer" | "constant" | "constant_of_shape"
+
+    @property
+    def elements(self) -> int:
+        """Number of elements."""
+        return prod(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        """True for float element types (the ones counted as params or buffers)."""
+        return self.dtype in FLOAT_TYPES
+
+
+def dtype_name(dtype: int) -> str:
+    """ONNX element type -> numpy-style name (``1`` -> ``"float32"``, ``16`` -> ``"bfloat16"``)."""
+    if dtype == onnx.TensorProto.BFLOAT16:
+        return "bfloat16"
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype)).name
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(dtype).lower()
+
+
+def dtype_bytes(dtype: int, elements: int) -> int:
+    """Stored bytes of ``elements`` values of ``dtype`` (4-bit types pack two per byte)."""
+    name = onnx.TensorProto.DataType.Name(dtype)
+    if name.endswith("4") and name[:-1] in ("INT", "UINT", "FLOAT"):
+        return (elements + 1) // 2
+    if dtype == onnx.TensorProto.BFLOAT16:
+        return 2 * elements
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype)).itemsize * elements
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+class WeightCatalogue:
+    """All weight sources of a graph plus the aliases (Identity/Cast outputs) that lead to them."""
+
+    def __init__(self, model: onnx.ModelProto, order: list[int], base_dir: str):
+        self.base_dir = base_dir
+        self.sources: dict[str, WeightSource] = {}
+        self.aliases: dict[str, str] = {}
+        self._tensors: dict[str, onnx.TensorProto] = {}
+        self._nodes: dict[str, onnx.NodeProto] = {}
+        self.quantized: set[str] = set()
+        for tensor in model.graph.initializer:
+            self._tensors[tensor.name] = tensor
+            self.sources[tensor.name] = WeightSource(tensor.name, tensor.data_type, tuple(tensor.dims),
+                                                     "initializer")
+        for index in order:
+            self._add_node(model.graph.node[index])
+
+    def _add_node(self, node: onnx.NodeProto) -> None:
+        if node.domain not in ("", "ai.onnx") or not node.output:
+            return
+        out = node.output[0]
+        if node.op_type == "Constant":
+            source = _constant_source(node)
+            if source is not None:
+                self.sources[out] = source
+                self._nodes[out] = node
+        elif node.op_type == "ConstantOfShape":
+            shape = self.array(node.input[0]) if node.input else None
+            if shape is not None:
+                dtype = _constant_of_shape_dtype(node)
+                self.sources[out] = WeightSource(out, dtype, tuple(int(d) for d in shape), "constant_of_shape")
+                self._nodes[out] = node
+        elif node.op_type in ALIAS_OPS and node.input and self.resolve(node.input[0]) is not None:
+            self.aliases[out] = self.resolve(node.input[0])  # type: ignore[assignment]
+        elif node.op_type == "DequantizeLinear" and node.input and self.resolve(node.input[0]) is not None:
+            self.quantized.add(self.resolve(node.input[0]))  # type: ignore[arg-type]
+
+    def is_param(self, key: str) -> bool:
+        """True when source ``key`` holds weight values: float, or integer fed to DequantizeLinear, and
+        not a scalar literal."""
+        source = self.sources[key]
+        return not self.is_literal(key) and (source.is_float or key in self.quantized)
+
+    def is_literal(self, key: str) -> bool:
+        """True for a constant of the code rather than a weight: a rank-0 tensor, or a one-element
+        ``Constant`` node (exporters write ``1.0`` of attention's ``1 / sqrt(d)`` as a ``[1]`` constant)."""
+        source = self.sources[key]
+        return not source.shape or (source.kind == "constant" and source.elements == 1)
+
+    def resolve(self, name: str) -> str | None:
+        """The weight source ``name`` is (or aliases), or None when it is computed at run time."""
+        name = self.aliases.get(name, name)
+        return name if name in self.sources else None
+
+    def produced_here(self, node: onnx.NodeProto) -> bool:
+        """True when ``node`` is itself a weight source (a Constant or a constant ConstantOfShape)."""
+        return bool(node.output) and node.output[0] in self._nodes and self._nodes[node.output[0]] is node
+
+    def array(self, name: str) -> np.ndarray | None:
+        """The values of weight ``name`` as stored (external data read now), None if not a constant."""
+        key = self.resolve(name)
+        if key is None:
+            return None
+        if key in self._tensors:
+            return _read_tensor(self._tensors[key], self.base_dir, name)
+        node = self._nodes[key]
+        if node.op_type == "ConstantOfShape":
+            return _fill(node, self.sources[key])
+        return _constant_array(node, self.base_dir)
+
+
+def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarray:
+    """The tensor's values; InputError naming the data file when external data cannot be read."""
+    try:
+        return numpy_helper.to_array(tensor, base_dir=base_dir)
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        where = os.path.join(base_dir, location) if location else base_dir
+        reason = "no such file" if location and not os.path.isfile(where) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise WeightsUnreadable(f"{where}: external data of weight {name!r} cannot be read ({reason})",
+                                "counts need only shapes (sepconv check works), weights need this file") from None
+
+
+def _constant_source(node: onnx.NodeProto) -> WeightSource | None:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.TENSOR:
+            return WeightSource(node.output[0], attr.t.data_type, tuple(attr.t.dims), "constant")
+        if attr.name in ("value_float", "value_int"):
+            dtype = onnx.TensorProto.FLOAT if attr.name == "value_float" else onnx.TensorProto.INT64
+            return WeightSource(node.output[0], dtype, (), "constant")
+        if attr.name in ("value_floats", "value_ints"):
+            dtype = onnx.TensorProto.FLOAT if attr.name == "value_floats" else onnx.TensorProto.INT64
+            count = len(attr.floats) if attr.name == "value_floats" else len(attr.ints)
+            return WeightSource(node.output[0], dtype, (count,), "constant")
+    return None  # sparse or string constants: not weights
+
+
+def _constant_array(node: onnx.NodeProto, base_dir: str) -> np.ndarray:
+    attr = next(a for a in node.attribute if a.name.startswith("value"))
+    if attr.type == onnx.AttributeProto.TENSOR:
+        return numpy_helper.to_array(attr.t, base_dir=base_dir)
+    value = onnx.helper.get_attribute_value(attr)
+    dtype = np.float32 if "float" in attr.name else np.int64
+    return np.asarray(value, dtype=dtype)
+
+
+def _constant_of_shape_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    for attr in node.attribute:
+        if attr.name == "value":
+            return attr.t
+    return None
+
+
+def _constant_of_shape_dtype(node: onnx.NodeProto) -> int:
+    value = _constant_of_shape_value(node)
+    return value.data_type if value is not None else onnx.TensorProto.FLOAT
+
+
+def _fill(node: onnx.NodeProto, source: WeightSource) -> np.ndarray:
+    value = _constant_of_shape_value(node)
+    fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0.0)
+    return np.full(source.shape, fill)
+
+
+@dataclass(frozen=True)
+class WeightTotals:
+    """Model totals: unique param and buffer elements, bytes per dtype name, which names are buffers,
+    and the float tensors set aside: ``unused`` (read by no node) and ``scalars`` (rank-0 literals)."""
+
+    params: int
+    buffers: int
+    weight_bytes: tuple[tuple[str, int], ...]
+    buffer_names: frozenset[str]
+    unused: tuple[str, ...] = ()
+    unused_elements: int = 0
+    scalars: int = 0
+
+
+def _body_param(weight: BodyWeight) -> bool:
+    return bool(weight.shape) and weight.dtype in FLOAT_TYPES  # float, not a scalar literal
+
+
+def body_params(node: onnx.NodeProto) -> int:
+    """Param elements held inside ``node``'s bodies."""
+    return sum(prod(w.shape) for w in body_weights(node) if _body_param(w))
+
+
+def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
+    """Count every source once: float tensors are params unless only buffer inputs (BatchNorm's mean/var,
+    quantisation scales) use them."""
+    buffer_names = _buffers_only(catalogue, model)
+    used = {catalogue.resolve(name) for name in used_names(model.graph)}
+    params = buffers = scalars = 0
+    unused: list[str] = []
+    by_dtype: dict[str, int] = {}
+    for source in catalogue.sources.values():
+        name = dtype_name(source.dtype)
+        by_dtype[name] = by_dtype.get(name, 0) + dtype_bytes(source.dtype, source.elements)
+        if not catalogue.is_param(source.name):
+            scalars += int(source.is_float and catalogue.is_literal(source.name))
+        elif source.name not in used:
+            unused.append(source.name)
+        elif source.name in buffer_names:
+            buffers += source.elements
+        else:
+            params += source.elements
+    for node in model.graph.node:
+        for weight in body_weights(node):
+            key = dtype_name(weight.dtype)
+            by_dtype[key] = by_dtype.get(key, 0) + dtype_bytes(weight.dtype, prod(weight.shape))
+            params += prod(weight.shape) if _body_param(weight) else 0
+    unused_elements = sum(catalogue.sources[n].elements for n in unused)
+    return WeightTotals(params, buffers, tuple(sorted(by_dtype.items())), frozenset(buffer_names),
+                        tuple(unused), unused_elements, scalars)
+
+
+def _buffers_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str]:
+    stat_uses: set[str] = set()
+    other_uses: set[str] = set()
+    for node in model.graph.node:
+        for position, name in enumerate(node.input):
+            key = catalogue.resolve(name) if name else None
+            if key is None or (node.op_type in ALIAS_OPS and node.output[0] in catalogue.aliases):
+                continue
+            is_stat = position in BUFFER_INPUTS.get(node.op_type, ())
+            (stat_uses if is_stat else other_uses).add(key)
+    return stat_uses - other_uses

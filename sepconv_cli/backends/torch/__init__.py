@@ -1,0 +1,1 @@
+"""The PyTorch backend: .pt2, TorchScript, state_dicts, pickles and entry points (needs the torch extra)."""

@@ -1,0 +1,1 @@
+"""Pure calibration: the normal-equation refit and the layer loop every backend driver feeds."""

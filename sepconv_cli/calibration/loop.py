@@ -1,0 +1,206 @@
+"""The layer-by-layer calibration loop shared by the ONNX and PyTorch drivers.
+
+Layers are refit in topological order on the converted path: layer L's depthwise outputs come from the
+network whose earlier layers are already refit, its targets from the original network, so each refit
+also absorbs the error that earlier layers let through. A driver hides the framework: it runs the
+(partial) models on sample batches and swaps a layer's factors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from sepconv_cli.calibration.solve import (
+    CalibOptions,
+    NormalEquations,
+    Refit,
+    batches,
+    choose_rank,
+    pack,
+    refit,
+    split_samples,
+    unpack,
+)
+from sepconv_cli.core import costs
+from sepconv_cli.core.decompose import decompose, spectrum
+from sepconv_cli.core.records import (
+    CalibratedLayer,
+    CalibrationReport,
+    Plan,
+    Report,
+    is_static,
+)
+from sepconv_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class LayerTask:
+    """One converted layer to refit at its planned ``rank``. ``weight`` is the (BN-folded) original float64
+    kernel, needed only to try ranks (``--max-output-error``); ``transposed`` for ConvTranspose."""
+
+    name: str
+    groups: int
+    rank: int
+    transposed: bool = False
+    weight: np.ndarray | None = None
+
+
+class Driver(Protocol):
+    """What the loop needs from a framework (numpy arrays in and out, model dtype handled inside)."""
+
+    def factors(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Current (depthwise kernel, pointwise kernel, pointwise bias) of converted layer ``name``."""
+        ...
+
+    def install(self, name: str, depthwise: np.ndarray, pointwise: np.ndarray, bias: np.ndarray | None) -> None:
+        """Make the converted layer ``name`` use these factors (shapes may change with the rank); a None
+        bias leaves the pointwise conv without one."""
+        ...
+
+    def layer_batches(self, name: str, index_batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per batch of sample indices: (depthwise output on the converted path, original target)."""
+        ...
+
+    def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
+        """Final outputs of the original (``converted=False``) or converted model on those samples."""
+        ...
+
+
+@dataclass
+class CalibResult:
+    """The calibrated model (framework object), the report, and the rank each layer ended with."""
+
+    model: Any
+    report: CalibrationReport
+    ranks: dict[str, int] = field(default_factory=dict)
+    energies: dict[str, float] = field(default_factory=dict)
+
+
+def search_ranks(weight: np.ndarray, groups: int, transposed: bool) -> list[int]:
+    """Ranks T that save something: ``T <= min(Cout/g, K)`` and ``T < T* = K*Cout / (K*g + Cout)``."""
+    k = int(np.prod(weight.shape[2:]))
+    cout = weight.shape[1] * groups if transposed else weight.shape[0]
+    top = min(cout // groups, k)
+    return [t for t in range(1, top + 1) if t * (k * groups + cout) < k * cout] or [1]
+
+
+def nested_depthwise(depthwise: np.ndarray, full: int, rank: int, transposed: bool) -> np.ndarray:
+    """The rank-``rank`` depthwise kernel inside a rank-``full`` one (top singular vectors first)."""
+    if transposed:
+        return np.ascontiguousarray(depthwise[:, :rank])
+    cin = depthwise.shape[0] // full
+    return depthwise.reshape(cin, full, *depthwise.shape[1:])[:, :rank].reshape(cin * rank, *depthwise.shape[1:])
+
+
+def _accumulate(driver: Driver, task: LayerTask, split: tuple[np.ndarray, np.ndarray], options: CalibOptions,
+                shape: tuple[int, int]) -> tuple[NormalEquations, NormalEquations | None]:
+    """Normal equations of ``task`` over the fit samples and (if any) the held-back ones."""
+    d, c = shape
+    out = []
+    for indices in split:
+        stats = NormalEquations(task.groups, d, c)
+        for z, y in driver.layer_batches(task.name, batches(indices, options.batch_size)):
+            stats.add(z, y)
+        out.append(stats)
+    return out[0], (out[1] if len(split[1]) else None)
+
+
+def _start_search(driver: Driver, task: LayerTask) -> list[int]:
+    """Install the SVD factors at the largest rank worth trying; returns the ranks to try."""
+    ranks = search_ranks(task.weight, task.groups, task.transposed)
+    full = decompose(task.weight, task.groups, max(ranks), task.transposed)
+    driver.install(task.name, full.depthwise, full.pointwise, driver.factors(task.name)[2])
+    return ranks
+
+
+def calibrate_layer(driver: Driver, task: LayerTask, split: tuple[np.ndarray, np.ndarray],
+                    options: CalibOptions) -> tuple[CalibratedLayer, float | None]:
+    """Refit one layer in place (through the driver); returns its record and, on a rank search, its energy.
+
+    A layer whose pointwise conv had no bias gets one only when the refit is kept.
+    """
+    search = options.max_output_error is not None and task.weight is not None
+    ranks = _start_search(driver, task) if search else []
+    depthwise, pointwise, bias = driver.factors(task.name)
+    init = pack(pointwise, bias, task.groups)
+    stats = _accumulate(driver, task, split, options, (pointwise.shape[1], pointwise.shape[0] // task.groups))
+    result: Refit
+    if search:
+        result = choose_rank(task.name, stats, init, ranks, options.max_output_error, options.ridge)
+        depthwise = nested_depthwise(depthwise, max(ranks), result.record.rank, task.transposed)
+    else:
+        result = refit(task.name, task.rank, stats, init, options.ridge)
+    weight, new_bias = unpack(result.coefficients, pointwise.ndim - 2)
+    driver.install(task.name, depthwise, weight, None if result.record.fell_back and bias is None else new_bias)
+    energy = spectrum(task.weight, task.groups, task.transposed).energy(result.record.rank) if search else None
+    return result.record, energy
+
+
+def end_to_end_error(driver: Driver, indices: np.ndarray, batch_size: int) -> float | None:
+    """Relative L2 error of all converted outputs against the original's over ``indices``."""
+    err = ref = 0.0
+    for chunk in batches(indices, batch_size):
+        for o, c in zip(driver.outputs(False, chunk), driver.outputs(True, chunk)):
+            o64, c64 = np.asarray(o, np.float64), np.asarray(c, np.float64)
+            err += float(np.sum((o64 - c64) ** 2))
+            ref += float(np.sum(o64 ** 2))
+    if not len(indices):
+        return None
+    return float(np.sqrt(err / ref)) if ref > 0 else float(np.sqrt(err))
+
+
+def run_calibration(driver: Driver, tasks: list[LayerTask], count: int, options: CalibOptions
+                    ) -> tuple[CalibrationReport, dict[str, int], dict[str, float]]:
+    """Refit every task in order; returns the report, the final rank and (rank search) energy per layer."""
+    if count < 1:
+        raise InputError("no calibration samples: the inputs hold none")
+    start = time.perf_counter()
+    split = split_samples(count, options.holdout, options.seed)
+    e2e = split[1] if len(split[1]) else split[0]
+    before = end_to_end_error(driver, e2e, options.batch_size)
+    records, energies = [], {}
+    for i, task in enumerate(tasks):
+        record, energy = calibrate_layer(driver, task, split, options)
+        records.append(record)
+        if energy is not None:
+            energies[task.name] = energy
+        if options.progress is not None:
+            options.progress(task.name, i + 1, len(tasks))
+    after = end_to_end_error(driver, e2e, options.batch_size)
+    report = CalibrationReport(
+        layers=tuple(records), samples_fit=len(split[0]), samples_holdout=len(split[1]),
+        output_error_before=before, output_error_after=after,
+        end_to_end_on="holdout" if len(split[1]) else "fit", seconds=time.perf_counter() - start,
+        max_output_error=options.max_output_error)
+    return report, {r.name: r.rank for r in records}, energies
+
+
+def replan(plan: Plan, report: Report, result: CalibResult) -> Plan:
+    """``plan`` as calibration left it: ranks chosen by ``--max-output-error``, and one more bias per layer
+    whose pointwise conv had none and got a refit one. Params/MACs after are recomputed from the report's
+    conv geometry and shapes (costs.py); energy and weight error from the rank search."""
+    kept = {r.name for r in result.report.layers if not r.fell_back}
+    layers = []
+    for planned in plan.layers:
+        rank = result.ranks.get(planned.name, planned.rank)
+        row = report.layer(planned.name)
+        biased = row.conv.has_bias or bool(planned.bn_folded) or planned.name in kept
+        spec = replace(row.conv, has_bias=biased)
+        params = costs.separable_params(spec, rank, plan.depthwise_bias)
+        if rank == planned.rank:
+            layers.append(replace(planned, params_after=params, pointwise_bias=biased))
+            continue
+        ins = row.input_shapes[0] if row.input_shapes else None
+        outs = row.output_shapes[0] if row.output_shapes else None
+        macs = costs.separable_macs(spec, rank, int(ins[0]), tuple(ins[2:]), tuple(outs[2:])) \
+            if is_static(ins) and is_static(outs) else None
+        energy = result.energies.get(planned.name)
+        error = None if energy is None else float(np.sqrt(max(0.0, 1.0 - energy)))
+        layers.append(replace(planned, rank=rank, params_after=params, macs_after=macs, energy=energy,
+                              weight_error=error, pointwise_bias=biased))
+    return replace(plan, layers=tuple(layers))

@@ -1,0 +1,1 @@
+"""Each command's work (analyze, convert, check, verify, ...): no printing, no exit codes."""

@@ -1,0 +1,293 @@
+"""The `convert` pipeline, shared by every backend.
+
+load -> candidates + plan -> backend.rewrite -> (hook, e.g. calibration) -> save into a private temporary
+folder beside the output -> verify (original vs the written file) -> re-analyse the output with the
+loader -> manifest -> move everything into place. Any failure removes the temporary folder, so a failed
+conversion leaves nothing behind; an existing output is never replaced without ``force`` and the input
+never at all. Units: params in elements, MACs, sizes in bytes, times in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from sepconv_cli import planner
+from sepconv_cli.backends.registry import (
+    Backend,
+    Converted,
+    ConvertOptions,
+    LoadedModel,
+    LoadOptions,
+    backend_for,
+    detect_format,
+    loader_for,
+)
+from sepconv_cli.core.records import Plan, Report, is_static
+from sepconv_cli.errors import PlanError, SepconvError, UsageError
+from sepconv_cli.pipeline import manifest as manifest_mod
+from sepconv_cli.pipeline import verify as verify_mod
+from sepconv_cli.pipeline.output_files import check_output, publish, writing
+
+
+class Events:
+    """Progress callbacks (the CLI draws a progress bar with them); the defaults do nothing."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is known (before any layer is rewritten)."""
+
+    def layer_done(self, name: str) -> None:
+        """One planned layer has been rewritten."""
+
+    def stage(self, name: str) -> None:
+        """A pipeline stage starts (``"load"``, ``"rewrite"``, ``"calibrate"``, ``"save"``, ``"verify"``...)."""
+
+    def calibrated(self, name: str, done: int, total: int) -> None:
+        """Calibration has refit layer ``name``, the ``done``-th of ``total`` (the signature of
+        ``CalibOptions.progress``: whoever builds a calibration hook passes this method there)."""
+
+
+Hook = Callable[[LoadedModel, Converted, Backend], Converted]
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    """Everything one conversion needs. ``after_rewrite`` may transform the converted model before it is
+    saved (calibration plugs in here); ``seed`` drives random inputs and ``--init random``;
+    without ``inputs_path``, a hook with a ``verification_feed()`` method (calibration) gives the
+    verification inputs, else they are seeded random ones."""
+
+    source: str
+    output: str | None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    plan: planner.PlanOptions = field(default_factory=planner.PlanOptions)
+    force: bool = False
+    dry_run: bool = False
+    verify: bool = True
+    inputs_path: str | None = None
+    tolerance: float | None = None
+    benchmark: bool = False
+    seed: int = 0
+    after_rewrite: Hook | None = None
+
+
+@dataclass
+class ConversionResult:
+    """What happened: plan (as realised), reports before/after, verification, latency, stage timings, and
+    ``calibration`` (the hook's ``report`` attribute, a ``CalibrationReport``, when a hook ran)."""
+
+    before: Report
+    plan: Plan
+    output: str | None = None
+    after: Report | None = None
+    verification: verify_mod.Verification | None = None
+    latency: verify_mod.Latency | None = None
+    folded_bn: tuple[str, ...] = ()
+    manifest: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    calibration: Any = None
+
+    @property
+    def written(self) -> bool:
+        """True when an output file was produced."""
+        return self.manifest is not None
+
+
+def check_suffix(backend: Backend, output: str) -> None:
+    """UsageError when the backend cannot write the format ``output``'s suffix asks for."""
+    suffixes = backend.suffixes
+    if not output.lower().endswith(tuple(suffixes)):
+        raise UsageError(f"{output}: this model converts to {', '.join(suffixes)} files; choose an output "
+                         f"name ending so")
+
+
+class _Clock:
+    """Accumulates wall time per stage into a dict (seconds) and announces stages."""
+
+    def __init__(self, timings: dict[str, float], events: Events):
+        self.timings, self.events = timings, events
+
+    def run(self, stage: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.events.stage(stage)
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def make_plan(report: Report, loaded: LoadedModel, options: planner.PlanOptions) -> tuple[Report, Plan]:
+    """The plan (the planner assesses every selected conv itself); PlanError when it is empty."""
+    plan = planner.make_plan(report, loaded.handle, options)
+    if not plan.layers:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3])
+        raise PlanError(f"{report.model.path}: nothing to convert" + (f" ({reasons})" if reasons else ""))
+    return report, plan
+
+
+def run_target(fmt: str, native: Any, path: str | None) -> Any:
+    """What a backend should run: ONNX runs the files themselves (external data, > 2 GB), others the object."""
+    return path if fmt == "onnx" and path else native
+
+
+def _analysed_shapes(report: Report) -> dict | None:
+    """The analysed input shapes by name when all are static (exporters need concrete examples)."""
+    shapes = {t.name: t.shape for t in report.model.inputs}
+    if shapes and all(is_static(shape) for shape in shapes.values()):
+        return shapes
+    return None
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Verification inputs by input name, where they came from (a path, or ``random (seed S)``) and, when
+    they are not simply that file's arrays, their ``role`` (e.g. ``held-back calibration``)."""
+
+    arrays: dict
+    source: str
+    role: str = ""
+
+
+def verification_inputs(request: ConvertRequest, report: Report, notes: list[str] | None = None) -> Feed | None:
+    """Verification inputs: the ``--inputs`` file, seeded random ones, or None when the hook gives them."""
+    if request.inputs_path:
+        return Feed(verify_mod.load_inputs(request.inputs_path, report.model.inputs, notes), request.inputs_path)
+    if hasattr(request.after_rewrite, "verification_feed"):
+        return None
+    try:
+        arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES)
+        return Feed(arrays, f"random (seed {request.seed})")
+    except SepconvError as exc:
+        raise type(exc)(f"{report.model.path}: {exc}") from None
+
+
+def _hook_feed(hook: Any, batch: int | None) -> Feed:
+    """The hook's verification inputs, cut to a multiple of a fixed batch ``batch`` (when there are enough)."""
+    arrays, source, role = hook.verification_feed()
+    count = min(len(a) for a in arrays.values())
+    if batch and count >= batch:
+        arrays = {name: a[:count - count % batch] for name, a in arrays.items()}
+    return Feed(arrays, source, role)
+
+
+def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: Feed,
+            batch: int | None) -> tuple:
+    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed``; samples beyond
+    the model's fixed batch size ``batch`` (None: dynamic) run in chunks of it."""
+    before, after = models
+    inputs = feed.arrays
+    run_before, run_after = backend.runner(before), backend.runner(after)
+    result = verify_mod.verify(verify_mod.run_chunked(run_before, inputs, batch),
+                               verify_mod.run_chunked(run_after, inputs, batch), feed.source, request.tolerance,
+                               role=feed.role)
+    latency = None
+    if request.benchmark:
+        one = verify_mod.chunks(inputs, batch)[0]  # latency of one model call
+        latency = verify_mod.benchmark(lambda: run_before(one), lambda: run_after(one))
+    return result, latency
+
+
+def _options_record(request: ConvertRequest, convert: ConvertOptions) -> dict:
+    """The options used, as plain JSON values (for the manifest)."""
+    plan = asdict(request.plan)
+    return {"plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+            "convert": convert.record(), "verify": request.verify, "inputs": request.inputs_path,
+            "tolerance": request.tolerance, "seed": request.seed}
+
+
+def _verification_record(result: verify_mod.Verification | None) -> dict | None:
+    if result is None:
+        return None
+    return {"inputs": result.inputs_source, "inputs_role": result.inputs_role, "rel_l2": result.rel_l2, "max_abs": result.max_abs,
+            "tolerance": result.tolerance, "passed": result.passed,
+            "outputs": [asdict(o) for o in result.outputs]}
+
+
+def convert(request: ConvertRequest, events: Events | None = None) -> ConversionResult:
+    """Run the whole pipeline (see the module docstring); raises SepconvError subclasses on refusal."""
+    events = events or Events()
+    timings: dict[str, float] = {}
+    clock = _Clock(timings, events)
+    if not request.dry_run:
+        check_output(request.source, request.output, request.force)
+    fmt = detect_format(request.source, request.load)
+    loaded = clock.run("load", loader_for(fmt), request.source, request.load)
+    backend = backend_for(fmt) if not request.dry_run else None
+    if backend is not None:
+        check_suffix(backend, request.output)
+    report, plan = clock.run("plan", make_plan, loaded.report, loaded, request.plan)
+    events.planned(plan)
+    result = ConversionResult(before=report, plan=plan, timings=timings)
+    if request.dry_run:
+        return result
+    assert request.output is not None and backend is not None
+    options = ConvertOptions(init=request.plan.init, fold_bn=request.plan.fold_bn,
+                             depthwise_bias=request.plan.depthwise_bias, seed=request.seed,
+                             progress=events.layer_done)
+    folder = os.path.dirname(os.path.abspath(request.output))
+    with writing(folder):
+        tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=folder)
+    try:
+        _finish(request, result, (loaded, backend, options, fmt), tmpdir, clock)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return result
+
+
+def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdir: str, clock: _Clock) -> None:
+    """Rewrite, save, verify, re-analyse and publish into ``tmpdir`` then beside the output."""
+    loaded, backend, options, fmt = ctx
+    output = request.output
+    feed = verification_inputs(request, loaded.report, result.notes) if request.verify else None  # fail early
+    converted = clock.run("rewrite", backend.rewrite, loaded, result.plan, options)
+    if request.after_rewrite is not None:
+        converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
+        result.calibration = getattr(request.after_rewrite, "report", None)
+        result.notes.extend(getattr(request.after_rewrite, "notes", ()))
+    result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
+    staged = os.path.join(tmpdir, os.path.basename(output))
+    shapes = dict(request.load.input_shapes) or _analysed_shapes(loaded.report)
+    with writing(os.path.dirname(os.path.abspath(output))):
+        clock.run("save", backend.save, converted, staged, shapes)
+    if request.verify:
+        before = run_target(fmt, loaded.native, loaded.report.model.path)
+        models = (before, run_target(fmt, converted.native, staged))
+        batch = verify_mod.fixed_batch(loaded.report.model.inputs)
+        feed = feed or _hook_feed(request.after_rewrite, batch)
+        result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed, batch)
+    after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
+    result.after = after
+    inputs = manifest_mod.ManifestInputs(
+        before=result.before, plan=result.plan, output_path=output,
+        output_format=after.model.format if after else os.path.splitext(output)[1].lstrip("."),
+        options=_options_record(request, options), after=after,
+        verification=_verification_record(result.verification),
+        calibration=asdict(result.calibration) if result.calibration is not None else None)
+    with writing(os.path.dirname(os.path.abspath(output))):
+        with open(manifest_mod.manifest_path(staged), "w", encoding="utf-8") as fh:
+            fh.write(manifest_mod.dumps(inputs))
+        publish(tmpdir, output, request.force)
+    result.output, result.manifest = output, manifest_mod.manifest_path(output)
+
+
+# Output suffixes whose files need the converted architecture to be read back (a bare state_dict).
+_NOT_REANALYSABLE = (".pt", ".pth")
+
+
+def _reanalyse(staged: str, output: str, options: LoadOptions, notes: list[str]) -> Report | None:
+    """The loader's report of the written file, with the final path in it (None, with a note, for a
+    state_dict output, which cannot be read back without the converted architecture)."""
+    if output.endswith(_NOT_REANALYSABLE):
+        notes.append(f"{output} is a state_dict of the converted structure, not re-analysed: rebuild it from the "
+                     f"original architecture with the manifest (rewriters.torch_modules.apply_manifest), "
+                     f"then load_state_dict")
+        return None
+    fmt = detect_format(staged, options)
+    report = loader_for(fmt)(staged, options).report
+    return replace(report, model=replace(report.model, path=output))
