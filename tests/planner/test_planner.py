@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from repo_paths import REPO
 
 from sepconv_cli import planner
 from sepconv_cli.core.decompose import fold_batchnorm, spectrum
@@ -270,7 +271,7 @@ def test_whole_model_figures_with_batchnorm_match_what_convert_gives():
     from sepconv_cli.backends.registry import load
     from sepconv_cli.render.views import summary
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "digits_vgg.onnx")
+    path = os.path.join(REPO, "samples", "digits_vgg.onnx")
     loaded = load(path)
     report = find_candidates(loaded.report, loaded.handle, CandidateOptions())
     assert report.params == 1_188_170

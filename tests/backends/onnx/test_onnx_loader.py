@@ -20,12 +20,13 @@ from onnx_builders import (
     vinfo,
     weight,
 )
+from repo_paths import REPO
 
 from sepconv_cli.backends.onnx.layers import scope_path
 from sepconv_cli.backends.registry import load
 from sepconv_cli.errors import ShapeError, UsageError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 VGG = os.path.join(ROOT, "samples", "vgg_cifar.onnx")
 
 # (row name, Cin, Cout, spatial side): 3x3 'same' convs of the tutorial's VGG-style CIFAR model

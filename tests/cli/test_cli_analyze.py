@@ -14,6 +14,7 @@ import onnx
 import pytest
 from golden_files import check_golden, normalise
 from onnx import TensorProto, helper, numpy_helper
+from repo_paths import REPO
 from typer.testing import CliRunner
 
 from sepconv_cli.cli import analyze as analyze_cmd
@@ -190,7 +191,7 @@ def test_input_shape_pins_a_dynamic_batch(tmp_path, monkeypatch):
     assert dynamic["summary"][0]["macs_ratio"] is None
 
 
-SAMPLE = os.path.join(os.path.dirname(__file__), "..", "samples", "vgg_cifar.onnx")
+SAMPLE = os.path.join(REPO, "samples", "vgg_cifar.onnx")
 
 
 @pytest.mark.skipif(not os.path.exists(SAMPLE), reason="samples/vgg_cifar.onnx not generated")

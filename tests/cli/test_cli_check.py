@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from onnx import helper
 from onnx_builders import model, save, vinfo, weight
+from repo_paths import REPO
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -311,7 +312,7 @@ def test_checking_onnx_never_imports_torch(tiny):
     assert json.loads(done.stdout)["ok"] is True
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO
 SAMPLE = os.path.join(REPO, "samples", "vgg_cifar.onnx")
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from onnx import helper
 from onnx_builders import conv_model, model, save, vinfo, weight
+from repo_paths import REPO
 
 from sepconv_cli.backends.registry import LoadOptions, load
 from sepconv_cli.errors import InputError, SepconvError, ShapeError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 VGG = os.path.join(ROOT, "samples", "vgg_cifar.onnx")
 
 

@@ -11,6 +11,7 @@ import onnx
 import pytest
 from convert_builders import ConvCase, conv_model, vgg_cifar
 from onnx import TensorProto, helper
+from repo_paths import REPO
 from typer.testing import CliRunner
 
 from sepconv_cli.backends.registry import load
@@ -225,7 +226,7 @@ def test_pipeline_reports_progress_per_layer(vgg, tmp_path):
     assert recorder.stages == ["load", "plan", "rewrite", "save", "analyse"]
 
 
-SAMPLE_VGG = os.path.join(os.path.dirname(__file__), "..", "samples", "vgg_cifar.onnx")
+SAMPLE_VGG = os.path.join(REPO, "samples", "vgg_cifar.onnx")
 
 
 @pytest.mark.skipif(not os.path.exists(SAMPLE_VGG), reason="samples/vgg_cifar.onnx not generated")

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 from archs import EffNetBlock, UNet3D
+from repo_paths import REPO
 from torch import nn
 
 from sepconv_cli.backends.base import LoadOptions
 from sepconv_cli.backends.registry import load
 from sepconv_cli.errors import InputError, UsageError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 SEED_VGG = os.path.join(ROOT, "samples", "seed_vgg.py")
 SEED_PT2 = os.path.join(ROOT, "samples", "seed_vgg.pt2")
 SEED_MACS = 152_805_376  # 32x32: 3->64, 64->64 at 32^2; 64->128, 128->128 at 16^2; ... + 4096*10
