@@ -26,7 +26,7 @@ MAC formula do not make it unknown; ``max-uncounted`` is the budget on those.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sepconv_cli.core.records import Budget, Report, Violation, rows_not_counted
 from sepconv_cli.core.units import Kind, Raw, UnitError, format_value, parse
@@ -222,7 +222,8 @@ def evaluate_growth(current: Mapping[str, float], baseline: Mapping[str, float],
         if name in current and name in baseline:
             limit = baseline[name] * (1.0 + max_growth)
             if (unknown or {}).get(name):
-                out.append(_unknown_outcome(model, GROWTH_PREFIX + name, current[name], limit, unknown[name]))
+                outcome = _unknown_outcome(model, GROWTH_PREFIX + name, current[name], limit, unknown[name])
+                out.append(replace(outcome, baseline=baseline[name]))
             else:
                 out.append(_growth_outcome(model, name, current[name], baseline[name], limit))
     return tuple(out)
@@ -232,4 +233,4 @@ def _growth_outcome(model: str, name: str, value: float, base: float, limit: flo
     outcome = _outcome(model, GROWTH_PREFIX + name, value, limit, True)
     change = (value - base) / base if base else (0.0 if value == 0 else float("inf"))
     detail = f" ({'+' if change >= 0 else ''}{change * 100:.2f}% vs baseline {format_value(base, metric_kind(outcome.metric))})"
-    return Violation(model, outcome.metric, value, limit, outcome.passed, outcome.message + detail)
+    return Violation(model, outcome.metric, value, limit, outcome.passed, outcome.message + detail, baseline=base)

@@ -77,6 +77,44 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
+class Operand:
+    """One input of a row and what it counts as: ``kind`` is ``"param"``, ``"buffer"``, ``"config"``
+    (shapes, indices, scales: never a param), ``"literal"`` (a scalar constant of the code), or
+    ``"activation"`` (computed at run time). ``role`` names the input's role for the op (``"conv weight"``,
+    ``"Resize scales"``); ``elements`` are the param or buffer elements credited to this row (0 when an
+    earlier row reads the same tensor first)."""
+
+    name: str
+    shape: Shape | None
+    kind: str
+    role: str = ""
+    elements: int = 0
+
+
+@dataclass(frozen=True)
+class SymbolicTerm:
+    """One term ``coefficient/denominator · prod(symbol^power)`` of a symbolic count; a constant term
+    has no powers."""
+
+    coefficient: int
+    powers: tuple[tuple[str, int], ...] = ()
+    denominator: int = 1
+
+
+@dataclass(frozen=True)
+class SymbolicMacs:
+    """MACs as an exact polynomial in the symbolic input dims (``"81,453·H·W"``), ``valid_when`` saying on
+    which sizes it is exact (``"H and W multiples of 32, at least 32"``), and the sizes it was checked at
+    against a count of its own."""
+
+    expression: str
+    valid_when: str
+    terms: tuple[SymbolicTerm, ...] = ()
+    symbols: tuple[str, ...] = ()
+    checked_at: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Layer:
     """One row of the report: a graph node (ONNX) or a leaf module / functional call (PyTorch).
 
@@ -86,6 +124,9 @@ class Layer:
     ``path`` is the name scope used by ``--depth`` (``("layer1", "0", "conv1")``).
     ``weight_constant`` tells whether the conv's weight is a constant of the model (convertible).
     ``bn_follows`` names an eval-mode BatchNorm that directly and solely consumes this conv's output.
+    ``formula`` spells the MACs out with its operands (``"N·Cout·Hout·Wout·(Cin/g)·kh·kw =
+    1·64·56·56·(64/1)·3·3"``); ``operands`` say which inputs count as params and why; ``macs_symbolic`` is
+    the row's MACs as a polynomial in the model's symbolic dims when they stay symbolic (``macs`` is None).
     """
 
     name: str
@@ -100,6 +141,9 @@ class Layer:
     conv: ConvSpec | None = None
     weight_constant: bool = True
     bn_follows: str | None = None
+    formula: str = ""
+    operands: tuple[Operand, ...] = ()
+    macs_symbolic: str = ""
 
     @property
     def flops(self) -> int | None:
@@ -170,13 +214,23 @@ class Excluded:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Where the model came from: path (or entry point), format name, file size in bytes (0 if none)."""
+    """Where the model came from: path (or entry point), format name, file size in bytes (0 if none:
+    an entry point or an in-memory model has no file). ``device``: where a PyTorch module was built
+    to be counted (``"cpu"``, ``"meta"``; empty for models that are not built).
+    ``file_size`` includes the external data files the model refers to; ``external_data_size`` is that
+    part. ``assumed_dims`` are symbolic dims taken at a default size (a dynamic batch ``N`` -> 1, per
+    sample). ``shape_source`` says how shapes static inference could not resolve were found (``""``: no
+    need; else e.g. ``"one onnxruntime run on zeros"``)."""
 
     path: str
     format: str
     file_size: int = 0
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
+    device: str = ""
+    assumed_dims: tuple[tuple[str, int], ...] = ()
+    external_data_size: int = 0
+    shape_source: str = ""
 
 
 def rows_not_counted(rows: int) -> str:
@@ -192,6 +246,8 @@ class Report:
     rows when a weight feeds no counted row). ``buffers`` are non-trainable state elements (BN running
     stats). ``weight_bytes`` maps a dtype name to the bytes of weights stored in that dtype.
     ``extra`` carries loader-specific figures as (key, int) pairs, e.g. ``("params_bn_folded", n)``.
+    ``warnings`` need the user's attention; ``notes`` only explain a figure or a choice (shown on request,
+    e.g. ``--verbose``).
     """
 
     model: ModelInfo
@@ -205,6 +261,8 @@ class Report:
     excluded: tuple[Excluded, ...] = ()
     extra: tuple[tuple[str, int], ...] = ()
     energy_target: float | None = None
+    notes: tuple[str, ...] = ()
+    macs_symbolic: SymbolicMacs | None = None
 
     @property
     def macs(self) -> int:
@@ -303,7 +361,8 @@ class Violation:
     """The outcome of one budget on one model: value, limit, and whether it holds.
 
     ``unknown`` says why the value could not be established (``"3 rows not counted: ..."``), "" when it
-    could; ``value`` then covers only what was counted. An unknown outcome never passes.
+    could; ``value`` then covers only what was counted. An unknown outcome never passes. ``baseline`` is
+    the recorded figure a growth outcome compares with (None for other budgets).
     """
 
     model: str
@@ -313,6 +372,14 @@ class Violation:
     passed: bool
     message: str = ""
     unknown: str = ""
+    baseline: float | None = None
+
+    @property
+    def growth(self) -> float | None:
+        """Growth over the baseline as a fraction (``0.021`` = +2.1%); None without a (non-zero) baseline."""
+        if self.baseline is None or not self.baseline:
+            return None
+        return (self.value - self.baseline) / self.baseline
 
     @property
     def verdict(self) -> str:
