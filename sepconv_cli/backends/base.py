@@ -81,11 +81,13 @@ class ConvertOptions:
 class Converted:
     """A converted model. ``native`` is backend-specific (``onnx.ModelProto``, ``nn.Module``,
     ``ExportedProgram``); ``plan`` is the plan as realised (energies and errors filled in);
-    ``folded_bn`` names the BatchNorm layers folded away."""
+    ``folded_bn`` names the BatchNorm layers folded away; ``forms`` names the equivalent structure
+    (``core.latency.Form`` value) each layer with rank T > 1 was given, when it is not the default."""
 
     native: Any
     plan: Plan
     folded_bn: tuple[str, ...] = ()
+    forms: dict[str, str] = field(default_factory=dict)
 
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -98,6 +100,14 @@ class Backend(Protocol):
 
     def rewrite(self, loaded: LoadedModel, plan: Plan, options: ConvertOptions) -> Converted:
         """Build the converted model (pure with respect to ``loaded``: never mutates it)."""
+        ...
+
+    def source(self, loaded: LoadedModel) -> Any:
+        """What ``runner`` should run for the loaded (original) model."""
+        ...
+
+    def output_source(self, converted: Converted, path: str) -> Any:
+        """What ``runner`` should run for ``converted`` once written to ``path``."""
         ...
 
     def runner(self, model: Any, threads: int | None = None) -> Runner:

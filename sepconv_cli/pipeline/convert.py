@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sepconv_cli import planner
 from sepconv_cli.backends.registry import (
@@ -32,7 +32,9 @@ from sepconv_cli.core.records import Plan, Report, is_static
 from sepconv_cli.errors import PlanError, SepconvError, UsageError
 from sepconv_cli.pipeline import manifest as manifest_mod
 from sepconv_cli.pipeline import verify as verify_mod
+from sepconv_cli.pipeline.convert_goal import Job, reach_goal
 from sepconv_cli.pipeline.output_files import check_output, publish, writing
+from sepconv_cli.pipeline.targeted import Goal, GoalOutcome
 
 
 class Events:
@@ -52,7 +54,20 @@ class Events:
         ``CalibOptions.progress``: whoever builds a calibration hook passes this method there)."""
 
 
-Hook = Callable[[LoadedModel, Converted, Backend], Converted]
+class Hook(Protocol):
+    """A step between rewrite and save (calibration): it transforms the converted model, keeps its
+    ``report`` and ``notes``, and offers the inputs it did not fit on for verification."""
+
+    report: Any
+    notes: list
+
+    def __call__(self, loaded: LoadedModel, converted: Converted, backend: Backend) -> Converted:
+        """The transformed converted model."""
+        ...
+
+    def verification_feed(self) -> tuple[dict, str, str]:
+        """(inputs by name, source, role) to verify on."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ class ConvertRequest:
     benchmark: bool = False
     seed: int = 0
     after_rewrite: Hook | None = None
+    goal: Goal | None = None
+    threads: int = 1
 
 
 @dataclass
@@ -92,6 +109,7 @@ class ConversionResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     calibration: Any = None
+    goal: GoalOutcome | None = None
 
     @property
     def written(self) -> bool:
@@ -122,18 +140,18 @@ class _Clock:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+def nothing_to_convert(plan: Plan, report: Report) -> str:
+    """``"MODEL: nothing to convert (reasons)"`` for an empty plan."""
+    reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3])
+    return f"{report.model.path}: nothing to convert" + (f" ({reasons})" if reasons else "")
+
+
 def make_plan(report: Report, loaded: LoadedModel, options: planner.PlanOptions) -> tuple[Report, Plan]:
     """The plan (the planner assesses every selected conv itself); PlanError when it is empty."""
     plan = planner.make_plan(report, loaded.handle, options)
     if not plan.layers:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.skipped[:3])
-        raise PlanError(f"{report.model.path}: nothing to convert" + (f" ({reasons})" if reasons else ""))
+        raise PlanError(nothing_to_convert(plan, report))
     return report, plan
-
-
-def run_target(fmt: str, native: Any, path: str | None) -> Any:
-    """What a backend should run: ONNX runs the files themselves (external data, > 2 GB), others the object."""
-    return path if fmt == "onnx" and path else native
 
 
 def _analysed_shapes(report: Report) -> dict | None:
@@ -158,8 +176,8 @@ def verification_inputs(request: ConvertRequest, report: Report, notes: list[str
     """Verification inputs: the ``--inputs`` file, seeded random ones, or None when the hook gives them."""
     if request.inputs_path:
         return Feed(verify_mod.load_inputs(request.inputs_path, report.model.inputs, notes), request.inputs_path)
-    if hasattr(request.after_rewrite, "verification_feed"):
-        return None
+    if request.after_rewrite is not None:
+        return None  # calibration offers its held-back inputs
     try:
         arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES)
         return Feed(arrays, f"random (seed {request.seed})")
@@ -167,7 +185,7 @@ def verification_inputs(request: ConvertRequest, report: Report, notes: list[str
         raise type(exc)(f"{report.model.path}: {exc}") from None
 
 
-def _hook_feed(hook: Any, batch: int | None) -> Feed:
+def _hook_feed(hook: Hook, batch: int | None) -> Feed:
     """The hook's verification inputs, cut to a multiple of a fixed batch ``batch`` (when there are enough)."""
     arrays, source, role = hook.verification_feed()
     count = min(len(a) for a in arrays.values())
@@ -209,8 +227,19 @@ def _verification_record(result: verify_mod.Verification | None) -> dict | None:
             "outputs": [asdict(o) for o in result.outputs]}
 
 
+def _plan(request: ConvertRequest, job: Job, clock: _Clock, notes: list[str]) -> tuple[Plan, Any, Any]:
+    """(plan, prebuilt converted model or None, goal outcome or None): the rank rules' plan, or the plan
+    the goal search built and measured."""
+    if request.goal is None or request.dry_run:
+        plan = clock.run("plan", planner.make_plan, job.loaded.report, job.loaded.handle, request.plan)
+        return plan, None, None
+    built = clock.run("allocate", reach_goal, request, job, notes)
+    return built.plan, built.converted, built.outcome
+
+
 def convert(request: ConvertRequest, events: Events | None = None) -> ConversionResult:
-    """Run the whole pipeline (see the module docstring); raises SepconvError subclasses on refusal."""
+    """Run the whole pipeline (see the module docstring); raises SepconvError subclasses on refusal. An
+    empty plan is no error: the result says why nothing was converted and nothing is written."""
     events = events or Events()
     timings: dict[str, float] = {}
     clock = _Clock(timings, events)
@@ -219,54 +248,76 @@ def convert(request: ConvertRequest, events: Events | None = None) -> Conversion
     fmt = detect_format(request.source, request.load)
     loaded = clock.run("load", loader_for(fmt), request.source, request.load)
     backend = backend_for(fmt) if not request.dry_run else None
-    if backend is not None:
+    if backend is not None and request.output is not None:
         check_suffix(backend, request.output)
-    report, plan = clock.run("plan", make_plan, loaded.report, loaded, request.plan)
-    events.planned(plan)
-    result = ConversionResult(before=report, plan=plan, timings=timings)
-    if request.dry_run:
-        return result
-    assert request.output is not None and backend is not None
     options = ConvertOptions(init=request.plan.init, fold_bn=request.plan.fold_bn,
                              depthwise_bias=request.plan.depthwise_bias, seed=request.seed,
                              progress=events.layer_done)
+    job = Job(loaded, backend, options, fmt)
+    notes: list[str] = []
+    plan, prebuilt, outcome = _plan(request, job, clock, notes)
+    events.planned(plan)
+    result = ConversionResult(before=loaded.report, plan=plan, timings=timings, notes=notes, goal=outcome)
+    if not plan.layers:
+        result.notes.append(nothing_to_convert(plan, loaded.report))
+    if request.dry_run or not plan.layers:
+        return result
+    if request.output is None or backend is None:
+        raise UsageError("give an output file (-o) or --dry-run")
     folder = os.path.dirname(os.path.abspath(request.output))
     with writing(folder):
         tmpdir = tempfile.mkdtemp(prefix=".sepconv-", dir=folder)
     try:
-        _finish(request, result, (loaded, backend, options, fmt), tmpdir, clock)
+        _finish(request, result, job, tmpdir, clock, prebuilt)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return result
 
 
-def _finish(request: ConvertRequest, result: ConversionResult, ctx: tuple, tmpdir: str, clock: _Clock) -> None:
-    """Rewrite, save, verify, re-analyse and publish into ``tmpdir`` then beside the output."""
-    loaded, backend, options, fmt = ctx
-    output = request.output
+def _build(request: ConvertRequest, result: ConversionResult, job: Job, clock: _Clock) -> Converted:
+    """Rewrite the plan and run the calibration step, if any."""
+    converted = clock.run("rewrite", job.backend.rewrite, job.loaded, result.plan, job.options)
+    hook = request.after_rewrite
+    if hook is not None:
+        converted = clock.run("calibrate", hook, job.loaded, converted, job.backend)
+        result.calibration = hook.report
+        result.notes.extend(hook.notes)
+    return converted
+
+
+def _finish(request: ConvertRequest, result: ConversionResult, job: Job, tmpdir: str, clock: _Clock,
+            prebuilt: Converted | None) -> None:
+    """Rewrite (unless ``prebuilt``), save, verify, re-analyse and publish into ``tmpdir`` then beside the
+    output."""
+    loaded, backend, output = job.loaded, job.backend, request.output
     feed = verification_inputs(request, loaded.report, result.notes) if request.verify else None  # fail early
-    converted = clock.run("rewrite", backend.rewrite, loaded, result.plan, options)
-    if request.after_rewrite is not None:
-        converted = clock.run("calibrate", request.after_rewrite, loaded, converted, backend)
-        result.calibration = getattr(request.after_rewrite, "report", None)
-        result.notes.extend(getattr(request.after_rewrite, "notes", ()))
+    if prebuilt is None:
+        converted = _build(request, result, job, clock)
+    else:
+        converted = prebuilt
+        chosen = result.goal.trials[result.goal.chosen] if result.goal and result.goal.chosen is not None else None
+        result.calibration = chosen.calibration if chosen else None
     result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
     staged = os.path.join(tmpdir, os.path.basename(output))
     shapes = dict(request.load.input_shapes) or _analysed_shapes(loaded.report)
     with writing(os.path.dirname(os.path.abspath(output))):
         clock.run("save", backend.save, converted, staged, shapes)
     if request.verify:
-        before = run_target(fmt, loaded.native, loaded.report.model.path)
-        models = (before, run_target(fmt, converted.native, staged))
+        models = (backend.source(loaded), backend.output_source(converted, staged))
         batch = verify_mod.fixed_batch(loaded.report.model.inputs)
         feed = feed or _hook_feed(request.after_rewrite, batch)
         result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed, batch)
-    after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
-    result.after = after
+    result.after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
+    _publish(request, result, job, tmpdir, staged)
+
+
+def _publish(request: ConvertRequest, result: ConversionResult, job: Job, tmpdir: str, staged: str) -> None:
+    """Write the manifest beside the staged model and move both into place."""
+    output, after = request.output, result.after
     inputs = manifest_mod.ManifestInputs(
         before=result.before, plan=result.plan, output_path=output,
         output_format=after.model.format if after else os.path.splitext(output)[1].lstrip("."),
-        options=_options_record(request, options), after=after,
+        options=_options_record(request, job.options), after=after,
         verification=_verification_record(result.verification),
         calibration=asdict(result.calibration) if result.calibration is not None else None)
     with writing(os.path.dirname(os.path.abspath(output))):

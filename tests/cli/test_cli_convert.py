@@ -137,7 +137,7 @@ def test_unwritable_output_path(vgg, tmp_path, where):
     assert _files(tmp_path) == {"file"}
 
 
-def test_non_constant_weights_refused(tmp_path):
+def test_nothing_to_convert_is_reported_not_an_error(tmp_path):
     model = conv_model(ConvCase(bias=False))
     weight = model.graph.initializer[0]
     del model.graph.initializer[:]
@@ -145,7 +145,7 @@ def test_non_constant_weights_refused(tmp_path):
     source = tmp_path / "dyn.onnx"
     onnx.save(model, str(source))
     result = _run(str(source), "-o", str(tmp_path / "o.onnx"), "--rank", "1")
-    assert result.exit_code == 2
+    assert result.exit_code == 0, result.stderr
     assert "nothing to convert" in result.stderr and "not a constant" in result.stderr
     assert _files(tmp_path) == {"dyn.onnx"}
 

@@ -224,6 +224,15 @@ class OnnxBackend:
         _check_constant(model.graph, node, name)
         return index
 
+    def source(self, loaded: LoadedModel) -> Any:
+        """The file itself (its external data stays on disk), or the in-memory model without a file."""
+        path = loaded.report.model.path
+        return path if path and os.path.isfile(path) else loaded.native
+
+    def output_source(self, converted: Converted, path: str) -> Any:
+        """The written file (what users will load, external data included)."""
+        return path
+
     def runner(self, model: Any, threads: int | None = None) -> Runner:
         """A reusable callable running ``model`` (ModelProto or path) in onnxruntime on the CPU
         (``threads``: intra-op threads; None = the cores this process may use)."""
