@@ -1,9 +1,16 @@
 """Numerical verification of a conversion, in plain numpy.
 
 Compares the outputs of the original and converted models (max abs error, relative L2 error, cosine
-similarity, top-1 agreement for classifier-shaped outputs), builds seeded random inputs from the
-analysed input shapes, loads user inputs (by the rule of calibration inputs), and times two
-callables side by side (interleaved runs, medians in milliseconds).
+similarity, top-1 agreement for classifier-shaped outputs with its 95% Wilson interval), says how strong
+the evidence is (``evidence.assess``), builds seeded random inputs from the analysed input shapes, loads
+user inputs (by the rule of calibration inputs), and times two callables side by side (interleaved runs,
+medians in milliseconds).
+
+Residual outputs. When an output y has the shape of an input x and ||y - x|| < 0.5 ||y|| on the original
+model's run (a denoiser returning x - f(x), any skip to the output), y is mostly the input passed
+through, so ||y' - y|| / ||y|| is small whatever the network does. Such an output also gets the error of
+its residual part, ||(y' - x) - (y - x)|| / ||y - x||, and that one is the error a tolerance and targets
+apply to (``headline_error``); other outputs are judged on their own relative L2 error.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sepconv_cli.core.records import TensorInfo, format_shape
+from sepconv_cli.core.stats import wilson_interval
 from sepconv_cli.errors import ShapeError
+from sepconv_cli.pipeline.evidence import Evidence, assess
 from sepconv_cli.pipeline.inputs import (
     expected_shape,
     load_calibration_inputs,
@@ -24,12 +33,21 @@ from sepconv_cli.pipeline.inputs import (
 
 Arrays = dict[str, np.ndarray]
 
+RESIDUAL_SHARE = 0.5
+"""An output y is the input x plus a residual when ||y - x|| < RESIDUAL_SHARE * ||y|| (same shape)."""
+
+ERROR_ON_OUTPUT, ERROR_ON_RESIDUAL = "output", "residual"
+
+
 @dataclass(frozen=True)
 class OutputComparison:
     """How close one converted output is to the original one.
 
     ``rel_l2`` = ||a - b|| / ||a||; ``cosine`` of the flattened tensors; ``top1`` is the share of rows
-    whose argmax agrees (None unless the output is classifier-shaped: ``(N, C)`` with C > 1).
+    whose argmax agrees (None unless the output is classifier-shaped: ``(N, C)`` with C > 1), over
+    ``top1_samples`` rows, with its 95% Wilson interval ``top1_low``..``top1_high``. ``residual_of`` names
+    the input the output mostly passes through (see the module docstring), and ``residual_rel_l2`` is
+    then the relative error of the residual part.
     """
 
     name: str
@@ -37,6 +55,21 @@ class OutputComparison:
     rel_l2: float
     cosine: float
     top1: float | None = None
+    top1_low: float | None = None
+    top1_high: float | None = None
+    top1_samples: int = 0
+    residual_of: str | None = None
+    residual_rel_l2: float | None = None
+
+    @property
+    def error_on(self) -> str:
+        """Which error a tolerance applies to: ``"residual"`` for a residual output, else ``"output"``."""
+        return ERROR_ON_OUTPUT if self.residual_rel_l2 is None else ERROR_ON_RESIDUAL
+
+    @property
+    def error(self) -> float:
+        """The relative L2 error a tolerance applies to (the residual part's for a residual output)."""
+        return self.rel_l2 if self.residual_rel_l2 is None else self.residual_rel_l2
 
 
 @dataclass(frozen=True)
@@ -61,9 +94,32 @@ class Verification:
         return max((o.max_abs for o in self.outputs), default=0.0)
 
     @property
+    def error(self) -> float:
+        """Worst error a tolerance applies to (``OutputComparison.error``) over the outputs."""
+        return headline_error(self)[0]
+
+    @property
+    def error_on(self) -> str:
+        """``"residual"`` or ``"output"``: which error ``error`` (and the tolerance) is, for the worst output."""
+        return headline_error(self)[1]
+
+    @property
+    def evidence(self) -> Evidence:
+        """How strong these figures are as evidence (weak on random or in-sample inputs, or few samples)."""
+        return assess(self.inputs_source, self.inputs_role, self.samples)
+
+    @property
     def passed(self) -> bool:
-        """True when no tolerance was asked or the worst relative error is within it."""
-        return self.tolerance is None or self.rel_l2 <= self.tolerance
+        """True when no tolerance was asked or the worst error it applies to is within it."""
+        return self.tolerance is None or self.error <= self.tolerance
+
+
+def headline_error(verification: Verification) -> tuple[float, str]:
+    """(error, label): the worst over the outputs of the relative L2 error a tolerance or an output-error
+    target applies to, and ``"residual"`` when that output is a residual one (the error of its residual
+    part, see the module docstring), else ``"output"``. (0.0, "output") without outputs."""
+    worst = max(verification.outputs, key=lambda o: o.error, default=None)
+    return (0.0, ERROR_ON_OUTPUT) if worst is None else (worst.error, worst.error_on)
 
 
 @dataclass(frozen=True)
@@ -80,36 +136,68 @@ class Latency:
         return self.before_ms / self.after_ms if self.after_ms > 0 else float("inf")
 
 
-def compare(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputComparison:
-    """Compare one output tensor pair (computed in float64)."""
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else (0.0 if num == 0 else float("inf"))
+
+
+def compare(name: str, reference: np.ndarray, candidate: np.ndarray,
+            inputs: Mapping[str, np.ndarray] | None = None) -> OutputComparison:
+    """Compare one output tensor pair (computed in float64); with the model ``inputs`` of the run, a
+    residual output (module docstring) also gets the error of its residual part."""
     a = np.asarray(reference, dtype=np.float64)
     b = np.asarray(candidate, dtype=np.float64)
     if a.shape != b.shape:
         raise ShapeError(f"output {name!r}: converted shape {b.shape} differs from original {a.shape}")
     diff = a - b
     norm_a, norm_b, norm_d = (float(np.linalg.norm(x.ravel())) for x in (a, b, diff))
-    rel = norm_d / norm_a if norm_a > 0 else (0.0 if norm_d == 0 else float("inf"))
     if norm_a > 0 and norm_b > 0:
         cosine = float(np.dot(a.ravel(), b.ravel()) / (norm_a * norm_b))
     else:
         cosine = 1.0 if norm_a == norm_b else 0.0
     max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
-    return OutputComparison(name, max_abs, rel, cosine, _top1(a, b))
+    residual = residual_input(a, inputs or {})
+    residual_rel = None
+    if residual is not None:  # ||(b - x) - (a - x)|| / ||a - x||: the input cancels in the numerator
+        residual_rel = _ratio(norm_d, float(np.linalg.norm((a - np.asarray(inputs[residual], np.float64)).ravel())))
+    agree = _agreement(a, b)
+    return OutputComparison(name, max_abs, _ratio(norm_d, norm_a), cosine, *agree, residual_of=residual,
+                            residual_rel_l2=residual_rel)
 
 
-def _top1(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Argmax agreement over rows for ``(N, C)`` outputs with C > 1 (classifier logits/probabilities)."""
+def residual_input(output: np.ndarray, inputs: Mapping[str, np.ndarray]) -> str | None:
+    """The name of the float input ``output`` mostly passes through (same shape and ||y - x|| <
+    ``RESIDUAL_SHARE`` * ||y||; the closest one when several qualify), or None."""
+    y = np.asarray(output, dtype=np.float64)
+    norm_y = float(np.linalg.norm(y.ravel()))
+    best, best_share = None, RESIDUAL_SHARE
+    for name, x in inputs.items():
+        x = np.asarray(x)
+        if x.shape != y.shape or x.dtype.kind != "f" or norm_y == 0:
+            continue
+        share = float(np.linalg.norm((y - x.astype(np.float64)).ravel())) / norm_y
+        if share < best_share:
+            best, best_share = name, share
+    return best
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None, float | None, int]:
+    """(share, low, high, rows): argmax agreement over rows for ``(N, C)`` outputs with C > 1 (classifier
+    logits/probabilities) and its 95% Wilson interval; Nones and 0 rows for other outputs."""
     if a.ndim != 2 or a.shape[1] < 2 or a.shape[0] == 0:
-        return None
-    return float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+        return None, None, None, 0
+    agree, rows = int(np.sum(np.argmax(a, axis=1) == np.argmax(b, axis=1))), int(a.shape[0])
+    low, high = wilson_interval(agree, rows)
+    return agree / rows, low, high, rows
 
 
-def compare_all(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> tuple[OutputComparison, ...]:
-    """Compare every output of ``reference`` with the same-named output of ``candidate``."""
+def compare_all(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                inputs: Mapping[str, np.ndarray] | None = None) -> tuple[OutputComparison, ...]:
+    """Compare every output of ``reference`` with the same-named output of ``candidate`` (``inputs``: the
+    model inputs of the run, to detect residual outputs)."""
     missing = [n for n in reference if n not in candidate]
     if missing:
         raise ShapeError(f"converted model lacks output(s) {', '.join(missing)}")
-    return tuple(compare(n, reference[n], candidate[n]) for n in reference)
+    return tuple(compare(n, reference[n], candidate[n], inputs) for n in reference)
 
 
 def concrete_shape(info: TensorInfo) -> tuple[int, ...]:
@@ -192,10 +280,12 @@ def run_chunked(run: Callable[[Arrays], Arrays], arrays: Arrays, batch: int | No
 
 
 def verify(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], source: str,
-           tolerance: float | None = None, role: str = "") -> Verification:
-    """Bundle the per-output comparisons with where the inputs came from and the tolerance asked."""
+           tolerance: float | None = None, role: str = "", *,
+           inputs: Mapping[str, np.ndarray] | None = None) -> Verification:
+    """Bundle the per-output comparisons with where the inputs came from and the tolerance asked; pass
+    the model ``inputs`` the outputs were computed from so that residual outputs are recognised."""
     samples = max((int(v.shape[0]) if np.ndim(v) else 1 for v in reference.values()), default=0)
-    return Verification(compare_all(reference, candidate), source, samples, tolerance, role)
+    return Verification(compare_all(reference, candidate, inputs), source, samples, tolerance, role)
 
 
 def benchmark(before: Callable[[], object], after: Callable[[], object], runs: int = 20,
