@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from sepconv_cli.backends.torch.modules import conv_kind, get_module
-from sepconv_cli.backends.torch.rewriter import batchnorm_params
+from sepconv_cli.backends.torch.runtime import batchnorm_params, to_numpy
 from sepconv_cli.calibration.loop import CalibResult, LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
 from sepconv_cli.core.decompose import fold_batchnorm
@@ -30,10 +30,6 @@ from sepconv_cli.errors import UsageError
 
 class _Captured(Exception):
     """Raised by a hook once its tensor is captured: the rest of the forward pass is not needed."""
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy() if tensor.dtype == torch.bfloat16 else tensor.detach().cpu().numpy()
 
 
 def capture(model: nn.Module, module: nn.Module, args: list[torch.Tensor]) -> np.ndarray:
@@ -54,7 +50,7 @@ def capture(model: nn.Module, module: nn.Module, args: list[torch.Tensor]) -> np
         handle.remove()
     if not box:
         raise UsageError(f"{type(module).__name__} never ran during the forward pass; it cannot be calibrated")
-    return _numpy(box[0])
+    return to_numpy(box[0])
 
 
 def _param(array: np.ndarray, like: torch.Tensor) -> nn.Parameter:
@@ -63,7 +59,7 @@ def _param(array: np.ndarray, like: torch.Tensor) -> nn.Parameter:
 
 
 class TorchDriver:
-    """Runs and edits the modules for the calibration loop (see ``calib_loop.Driver``)."""
+    """Runs and edits the modules for the calibration loop (see ``calibration.loop.Driver``)."""
 
     def __init__(self, original: nn.Module, converted: nn.Module, plan: Plan, inputs: dict[str, np.ndarray]):
         self.original = original
@@ -103,15 +99,15 @@ class TorchDriver:
         planned = next(p for p in self.plan.layers if p.name == name)
         bn = batchnorm_params(get_module(self.original, planned.bn_folded), planned.bn_folded) \
             if planned.bn_folded else None
-        bias = None if conv.bias is None else _numpy(conv.bias)
+        bias = None if conv.bias is None else to_numpy(conv.bias)
         transposed = conv_kind(conv)[1].transposed
-        w64, _ = fold_batchnorm(ConvWeights(_numpy(conv.weight), bias, bn), conv.groups, transposed)
+        w64, _ = fold_batchnorm(ConvWeights(to_numpy(conv.weight), bias, bn), conv.groups, transposed)
         return w64, conv.groups, transposed
 
     def factors(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         sep = self._sep(name)
         bias = sep.pointwise.bias
-        return _numpy(sep.depthwise.weight), _numpy(sep.pointwise.weight), None if bias is None else _numpy(bias)
+        return to_numpy(sep.depthwise.weight), to_numpy(sep.pointwise.weight), None if bias is None else to_numpy(bias)
 
     def install(self, name: str, depthwise: np.ndarray, pointwise: np.ndarray, bias: np.ndarray | None) -> None:
         sep = self._sep(name)
@@ -135,7 +131,7 @@ class TorchDriver:
     def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
             result = (self.model if converted else self.original)(*self._args(indices))
-        return [_numpy(t) for t in tree_leaves(result) if isinstance(t, torch.Tensor)]
+        return [to_numpy(t) for t in tree_leaves(result) if isinstance(t, torch.Tensor)]
 
 
 def calibrate_torch(original: nn.Module, converted: nn.Module, plan: Plan, inputs: dict[str, np.ndarray],

@@ -4,14 +4,13 @@ Every ATen op the forward runs (on real, meta or fake tensors) is recorded with 
 that called it, costed by ``torch_ops`` (MACs), and checked for dataflow: a conv output whose only
 consumer is an eval-mode BatchNorm gets ``bn_follows``. Because it sees ATen ops after decomposition,
 string padding, ``F.conv2d``, Linear over a sequence, ``einsum`` and attention kernels are all costed
-from the shapes that actually ran. TorchScript modules do not fire Python hooks: there ``torch_script``
+from the shapes that actually ran. TorchScript modules do not fire Python hooks: there ``script``
 attributes ops by parameter ownership (parameter-free modules get no row).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
@@ -29,6 +28,7 @@ from sepconv_cli.backends.torch.rows import (
     Trace,
     conv_spec_from_op,
 )
+from sepconv_cli.backends.torch.runtime import quiet_fake_logs
 from sepconv_cli.backends.torch.script import ScriptScopes
 from sepconv_cli.core.records import ConvSpec
 
@@ -227,18 +227,6 @@ class Tracer:
         for index, scope in self.bn_consumer.items():
             if self.uses[index] == 1:
                 self.trace.events[index].bn_follows = scope
-
-
-@contextlib.contextmanager
-def quiet_fake_logs():
-    """Silence the fake-tensor logger: a shape error is reported once, as one line, by the caller."""
-    logger = logging.getLogger("torch._subclasses.fake_tensor")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@
 - ``.onnx``: ``torch.onnx.export`` (dynamo exporter), weights embedded unless over 2 GB; then
   ``onnx.checker`` (full check, by path), strict shape inference and an onnxruntime run whose outputs must match the torch
   model's to a relative L2 error of ``ONNX_TOLERANCE``.
-- ``.pt`` / ``.pth``: the state_dict (``torch.save``); rebuild with ``torch_modules.apply_manifest``.
+- ``.pt`` / ``.pth``: the state_dict (``torch.save``); rebuild with ``modules.apply_manifest``.
 
 ``input_shapes`` maps input names (``None``: the only input) to shapes (ints, or strings for symbolic dims: those become dynamic
 dims with example size ``SYMBOLIC_EXAMPLE``); ``None`` for a program means "its own example inputs".
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sepconv_cli.backends.torch.rewriter import output_names, quiet, run_native
+from sepconv_cli.backends.torch.runtime import output_names, quiet, run_native
 from sepconv_cli.errors import OutputError, RewriteError, UsageError
 
 # Relative L2 error allowed between the torch model and its ONNX export (float32 kernels differ).

@@ -16,13 +16,13 @@ import torch
 from torch.fx import Node
 
 from sepconv_cli.backends.torch import ops as torch_ops
-from sepconv_cli.backends.torch.count import quiet_fake_logs
 from sepconv_cli.backends.torch.rows import (
     ModuleCall,
     OpEvent,
     Trace,
     conv_spec_from_op,
 )
+from sepconv_cli.backends.torch.runtime import quiet_fake_logs
 from sepconv_cli.backends.torch.ties import tied_names
 
 _BRACKET = re.compile(r"\[['\"]?([^\]'\"]+)['\"]?\]")

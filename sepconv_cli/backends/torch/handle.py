@@ -9,26 +9,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sepconv_cli.backends.torch.runtime import BatchNormTensors, batchnorm_tensors, bn_params, to_numpy
 from sepconv_cli.core.records import Report
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 
 
-def to_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+def _array(tensor: torch.Tensor | None) -> np.ndarray | None:
     """A detached numpy copy (None for None or meta tensors)."""
-    if tensor is None or tensor.is_meta:
-        return None
-    return tensor.detach().cpu().float().numpy().copy() if tensor.dtype == torch.bfloat16 else \
-        tensor.detach().cpu().numpy().copy()
+    return None if tensor is None or tensor.is_meta else to_numpy(tensor)
 
 
-def _bn_params(name: str, tensors: tuple, eps: float) -> BatchNormParams | None:
-    arrays = [to_numpy(t) for t in tensors]
-    if any(a is None for a in arrays[2:]):
-        return None
-    channels = arrays[2].shape[0]
-    gamma = arrays[0] if arrays[0] is not None else np.ones(channels, arrays[2].dtype)
-    beta = arrays[1] if arrays[1] is not None else np.zeros(channels, arrays[2].dtype)
-    return BatchNormParams(name, gamma, beta, arrays[2], arrays[3], float(eps))
+def _bn_params(name: str, tensors: BatchNormTensors | None) -> BatchNormParams | None:
+    """Float64 statistics of a BatchNorm, or None when it has none to read (absent, or on meta)."""
+    return bn_params(name, tensors) if tensors is not None and tensors.readable else None
 
 
 class ModuleHandle:
@@ -56,11 +49,9 @@ class ModuleHandle:
         if layer.conv is None or weight is None or weight.is_meta:
             return None
         bn = None
-        module = self.modules.get(layer.bn_follows or "")
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
-            bn = _bn_params(layer.bn_follows, (module.weight, module.bias, module.running_mean,
-                                               module.running_var), module.eps)
-        return ConvWeights(to_numpy(weight), to_numpy(bias), bn)
+        if layer.bn_follows:
+            bn = _bn_params(layer.bn_follows, batchnorm_tensors(self.modules.get(layer.bn_follows)))
+        return ConvWeights(to_numpy(weight), _array(bias), bn)
 
 
 class GraphHandle:
@@ -81,6 +72,7 @@ class GraphHandle:
         bn = None
         if bn_info is not None:
             bn_name, fqns, eps = bn_info
-            bn = _bn_params(bn_name, tuple(self.state.get(f) if f else None for f in fqns), eps)
+            gamma, beta, mean, var = (self.state.get(f) if f else None for f in fqns)
+            bn = _bn_params(bn_name, BatchNormTensors(mean, var, gamma, beta, eps))
         bias = self.state.get(bias_fqn) if bias_fqn else None
-        return ConvWeights(to_numpy(weight), to_numpy(bias), bn)
+        return ConvWeights(_array(weight), _array(bias), bn)

@@ -23,16 +23,8 @@ import numpy as np
 
 from sepconv_cli.backends.base import Converted, ConvertOptions
 from sepconv_cli.backends.torch.export import program_examples
-from sepconv_cli.backends.torch.rewriter import (
-    BatchNormTensors,
-    LayerJob,
-    LayerResult,
-    bn_params,
-    quiet,
-    realise,
-    realised_plan,
-    to_numpy,
-)
+from sepconv_cli.backends.torch.factors import LayerJob, LayerResult, realise, realised_plan
+from sepconv_cli.backends.torch.runtime import BatchNormTensors, bn_params, float64_of, quiet
 from sepconv_cli.core.records import ConvSpec, Plan
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 from sepconv_cli.errors import RewriteError
@@ -200,10 +192,10 @@ def _layer_job(gm: Any, node: Any, planned: Any, options: ConvertOptions, seed: 
     """The job for the conv call ``node`` of ``planned``, its weight tensor, and the BN call to fold."""
     kwargs = _kwargs(node)
     weight = _fetch(gm, kwargs["weight"].target)
-    bias = None if kwargs.get("bias") is None else to_numpy(_fetch(gm, kwargs["bias"].target), planned.name)
+    bias = None if kwargs.get("bias") is None else float64_of(_fetch(gm, kwargs["bias"].target), planned.name)
     bn_name = planned.bn_folded if options.fold_bn else None
     bn = _bn_node(node, bn_name) if bn_name else None
-    weights = ConvWeights(weight=to_numpy(weight, planned.name), bias=bias,
+    weights = ConvWeights(weight=float64_of(weight, planned.name), bias=bias,
                           bn=_bn_params(gm, bn, bn_name) if bn is not None else None)
     spec = _spec(weight, kwargs, _transposed(node, kwargs))
     return LayerJob(replace(planned, bn_folded=bn_name), spec, weights, seed), weight, bn

@@ -20,8 +20,10 @@ from torch_builders import (
 
 from sepconv_cli.backends.base import ConvertOptions
 from sepconv_cli.backends.registry import backend_for
+from sepconv_cli.backends.torch.factors import INITS
 from sepconv_cli.backends.torch.modules import SeparableConv, apply_manifest
-from sepconv_cli.backends.torch.rewriter import INITS, MODULE_BACKEND, run_native
+from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND
+from sepconv_cli.backends.torch.runtime import run_native
 from sepconv_cli.errors import RewriteError, UsageError
 from sepconv_cli.pipeline import manifest
 from sepconv_cli.planner import Init
