@@ -170,7 +170,9 @@ class Candidate:
     ``energy_t1`` is the share of squared Frobenius norm kept at T=1 (None without weights).
     ``break_even`` is T* = K*Cout/(K*g+Cout); savings exist only for T < T*. When the following
     BatchNorm is folded (``bn_folded``), ``params`` include the BN's, which leave the model with it, and
-    the separable figures include the pointwise bias the folding leaves.
+    the separable figures include the pointwise bias the folding leaves. ``energies`` is the cumulative
+    energy curve: ``energies[T-1]`` is the energy kept at rank T, for T = 1..``max_rank`` (empty without
+    weights).
     """
 
     name: str
@@ -190,6 +192,7 @@ class Candidate:
     reason: str = ""
     risk: str | None = None
     bn_folded: str | None = None
+    energies: tuple[float, ...] = ()
 
     @property
     def macs_saved(self) -> int:

@@ -126,6 +126,7 @@ def _candidate(layer: Layer, found: Spectrum | None, options: CandidateOptions) 
         return Candidate(**base, reason=NO_WEIGHTS)
     energy_t1 = found.energy(1)
     rank = found.rank_for_energy(options.energy)
+    base["energies"] = tuple(float(e) for e in found.energies())
     if rank >= t_star:
         reason = f"T={rank} needed for {options.energy:.0%} energy is not below break-even T*={t_star:.3g}"
         return Candidate(**base, energy_t1=energy_t1, risk=_risk(energy_t1), reason=reason)
