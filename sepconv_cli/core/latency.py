@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from sepconv_cli.core.records import ConvSpec, Layer, is_static
@@ -56,7 +56,8 @@ def _dims(values: tuple[int, ...]) -> str:
 class LayerProbe:
     """One conv as the runtime sees it. ``spatial``: input spatial dims (batch 1, ``in_channels`` channels);
     ``pads``: ONNX begin..., end... (empty with ``auto_pad``); ``auto_pad``: ONNX spelling or "";
-    ``has_bias``: the conv (and so the pointwise conv) has a bias; ``depthwise_bias``: the depthwise conv gets one."""
+    ``has_bias``: the conv (and so the pointwise conv) has a bias; ``depthwise_bias``: the depthwise conv gets one.
+    ``output_padding`` of a ConvTranspose is not part of the signature (it changes the cost by a border)."""
 
     in_channels: int
     out_channels: int
@@ -116,13 +117,15 @@ class LayerProbe:
     @classmethod
     def from_layer(cls, layer: Layer, dtype: str = "float32", depthwise_bias: bool = False) -> LayerProbe | None:
         """The probe of a report row, or None when it is not a conv or its input's spatial dims are not
-        known numbers (the batch dim may be symbolic: probes run at batch 1)."""
+        known numbers (the batch dim may be symbolic: probes run at batch 1). A BatchNorm following the conv
+        counts as a bias: folded by convert, and fused into the conv by onnxruntime when left in place."""
         if layer.conv is None or not layer.input_shapes:
             return None
         shape = layer.input_shapes[0]
         if shape is None or len(shape) != len(layer.conv.kernel) + 2 or not is_static(tuple(shape[1:])):
             return None
-        return cls.from_spec(layer.conv, tuple(int(d) for d in shape[2:]), dtype, depthwise_bias)
+        probe = cls.from_spec(layer.conv, tuple(int(d) for d in shape[2:]), dtype, depthwise_bias)
+        return replace(probe, has_bias=True) if layer.bn_follows and not probe.has_bias else probe
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ CASES = {
     "stride_dilation_asym_pads": ConvCase(cout=16, attrs=dict(strides=[2, 1], dilations=[2, 1], pads=[0, 1, 2, 1])),
     "same_upper": ConvCase(cout=16, attrs=dict(auto_pad="SAME_UPPER", strides=[2, 2])),
     "bn_folded": ConvCase(cout=16, bn=True),
-    "conv_transpose2d": ConvCase(cout=16, transposed=True, attrs=dict(strides=[2, 2], pads=[1, 0, 0, 1])),
+    "conv_transpose2d": ConvCase(cout=16, transposed=True, attrs=dict(dilations=[2, 1], pads=[1, 0, 0, 1])),
 }
 
 
