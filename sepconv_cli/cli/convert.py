@@ -12,30 +12,36 @@ from sepconv_cli.cli.common import handle_errors, parse_input_shapes, terminal_w
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline.convert import ConvertRequest, Events
 from sepconv_cli.pipeline.convert import convert as run_pipeline
+from sepconv_cli.pipeline.targeted import DEFAULT_OUTPUT_ERROR, Goal, GoalKind
 from sepconv_cli.planner import Init, PlanOptions
+from sepconv_cli.planner.targets import Metric, parse_output_error, parse_target
 
 HELP = (
     "Rewrite regular convolutions as depthwise-separable (depthwise -> 1x1 pointwise) by per-channel SVD, "
-    "verify the result numerically and write it with a JSON manifest beside it.\n\n"
-    "Rank rules (pick one): --rank T | --rank full | --energy E (default 0.9) | --max-error E; "
-    "with --calibrate, --max-output-error E alone searches each layer's rank from T=1. "
-    "Exit codes: 0 ok, 1 verification error above --tolerance (the file is still written), 2 refused or failed.\n\n"
+    "refit them on unlabeled inputs, verify the result and write it with a JSON manifest beside it.\n\n"
+    "Goals (pick one; sepconv chooses which layers to convert and at which rank): --target-latency 2x "
+    "(measured in onnxruntime, batch 1, --threads), --target-macs 4x|25%|500M, --target-params 4x|25%|1M, "
+    "or --max-output-error E (end-to-end relative L2 error of the outputs on held-back inputs; of the residual "
+    "part for models whose output is the input plus a residual). Without a goal or rank rule, convert ships the "
+    "cheapest plan that is never slower: within --max-output-error 0.05 with --calibrate, else a data-free "
+    "plan (ranks keeping 90% of each kernel's energy, only layers measured faster).\n\n"
+    "Rank rules by hand (instead of a goal): --rank T | --rank full | --energy E | --max-error E (weight "
+    "error); with --calibrate, --max-layer-error E alone searches each layer's rank from T=1. "
+    "Exit codes: 0 ok (also when nothing is worth converting), 1 verification error above --tolerance (the "
+    "file is still written), 2 refused or failed.\n\n"
     "Calibration (--calibrate FILE) refits each converted layer's pointwise weights and bias on unlabeled "
     "inputs. FILE is an .npz holding one array per model input, keyed by the input's name (any name for a "
     "single-input model), shaped (samples, *input shape without the batch axis), of the input's dtype; or "
-    "a folder of such .npz files or of .npy files (single-input models). A dataset file with other arrays "
-    "(labels, splits) cannot be used directly: save the inputs alone, e.g. in Python "
-    "np.savez('calib.npz', input=x_train[:256]) where 'input' is the model's input name (see "
-    "`sepconv analyze MODEL --format json`, model.inputs). With --calibrate and no --inputs, verification runs "
-    "on the calibration inputs held back from the fit (real data says more than random noise, and these "
-    "were not fitted on). float64 arrays are cast to a float32 input (with a note); a file without the "
-    "sample axis is one sample. --inputs files follow the same rules.\n\n"
+    "a folder of such .npz files or of .npy files (single-input models). Save the inputs alone, e.g. "
+    "np.savez('calib.npz', input=x_train[:256]) where 'input' is the model's input name. Verification then "
+    "runs on the calibration inputs held back from the fit.\n\n"
     "Examples:\n\n"
     "\b\n"
-    "  sepconv convert model.onnx -o model.sep.onnx                      # every candidate at --energy 0.9\n"
+    "  sepconv convert model.onnx -o fast.onnx --target-latency 2x --calibrate calib.npz\n"
+    "  sepconv convert model.onnx -o small.onnx --target-macs 4x --calibrate calib.npz\n"
+    "  sepconv convert model.onnx -o m.onnx --max-output-error 0.02 --calibrate calib.npz\n"
     "  sepconv convert model.onnx -o m.onnx --rank full --tolerance 1e-5  # lossless: proves the rewrite\n"
-    "  sepconv convert model.onnx -o m.onnx --rank 1 --calibrate calib.npz --benchmark\n"
-    "  sepconv convert model.onnx --top 3 --energy 0.95 --dry-run         # print the plan only\n"
+    "  sepconv convert model.onnx --top 3 --energy 0.95 --dry-run         # print a hand-made plan only\n"
     "  sepconv convert mypkg.nets:build -o net.pt2 --input-shape 1x3x224x224"
 )
 
@@ -81,13 +87,37 @@ def parse_rank(rank: str | None, energy: float | None, max_error: float | None) 
     return {"rank": int(rank)}
 
 
+def goal_from_flags(targets: dict[Metric, str | None], max_output_error: float | None, rule_given: bool,
+                    measured_on_data: bool) -> Goal | None:
+    """The goal the flags ask for: a budget, an end-to-end error, the default, or None when a rank rule
+    chooses the ranks by hand. UsageError for conflicting flags."""
+    given = [(metric, value) for metric, value in targets.items() if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(m.flag for m, _ in given)}: give one budget target")
+    if rule_given and (given or max_output_error is not None):
+        raise UsageError("--rank/--energy/--max-error choose ranks by hand, --target-*/--max-output-error choose "
+                         "them for you: give one or the other")
+    if given and max_output_error is not None:
+        raise UsageError(f"{given[0][0].flag} and --max-output-error are two different goals: give one")
+    if given:
+        return Goal(GoalKind.BUDGET, target=parse_target(*given[0]))
+    if max_output_error is not None:
+        if not measured_on_data:
+            raise UsageError("--max-output-error is measured on real inputs: give --calibrate (or --inputs)")
+        return Goal(GoalKind.OUTPUT_ERROR, max_output_error=parse_output_error(max_output_error))
+    if rule_given:
+        return None
+    tolerance = DEFAULT_OUTPUT_ERROR if measured_on_data else None
+    return Goal(GoalKind.DEFAULT, max_output_error=tolerance)
+
+
 def _calibration_hook(path: str | None, samples: int, max_output_error: float | None, seed: int,
                       events: Events):
     """The pipeline's calibration step for ``--calibrate`` (None without it), reporting each refit layer
-    to ``events.calibrated``."""
+    to ``events.calibrated``; ``max_output_error`` is the per-layer ``--max-layer-error``."""
     if path is None:
         if max_output_error is not None:
-            raise UsageError("--max-output-error needs --calibrate")
+            raise UsageError("--max-layer-error needs --calibrate")
         return None
     if samples < 1:
         raise UsageError(f"--calib-samples must be at least 1, got {samples}")
@@ -182,8 +212,15 @@ def convert(
                                             "weights on: .npz keyed by input name, or a folder of .npy/.npz "
                                             "(see above)."),
     calib_samples: int = typer.Option(256, "--calib-samples", help="Most calibration inputs used."),
-    max_output_error: float | None = typer.Option(None, "--max-output-error", help="With --calibrate: per "
-                                                     "layer smallest T whose calibrated output error is <= E."),
+    max_layer_error: float | None = typer.Option(None, "--max-layer-error", help="With --calibrate: per "
+                                                    "layer smallest T whose calibrated output error is <= E."),
+    target_latency: str | None = typer.Option(None, "--target-latency", help="Speed-up (2x), share (50%) or "
+                                                 "time (3ms) at batch 1, measured in onnxruntime."),
+    target_macs: str | None = typer.Option(None, "--target-macs", help="Fewer MACs: 4x, 25% or 500M."),
+    target_params: str | None = typer.Option(None, "--target-params", help="Fewer params: 4x, 25% or 1M."),
+    max_output_error: float | None = typer.Option(None, "--max-output-error", help="Cheapest plan whose "
+                                                     "end-to-end relative output error is <= E."),
+    threads: int = typer.Option(1, "--threads", help="Runtime threads for every latency measurement."),
 ) -> None:
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
@@ -191,18 +228,24 @@ def convert(
         raise UsageError("--tolerance and --benchmark run the models: drop --no-verify")
     if fold_bn is None:
         fold_bn = init is not Init.RANDOM  # fresh weights train better with their BatchNorm kept
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     rule = parse_rank(rank, energy, max_error)
-    if max_output_error is not None and not any(v is not None and v is not False for v in rule.values()):
+    rule_given = any(v is not None and v is not False for v in rule.values())
+    targets = {Metric.LATENCY: target_latency, Metric.MACS: target_macs, Metric.PARAMS: target_params}
+    goal = goal_from_flags(targets, max_output_error, rule_given or max_layer_error is not None,
+                           calibrate is not None or inputs is not None)
+    if max_layer_error is not None and not rule_given:
         rule = {"rank": 1}  # admit every candidate: calibration searches each layer's rank from T=1 up
     plan = PlanOptions(select=tuple(select or ()), exclude=tuple(exclude or ()), top=top, min_saving=min_saving,
                        init=init.value, fold_bn=fold_bn, depthwise_bias=depthwise_bias, **rule)
     load = LoadOptions(input_shapes=parse_input_shapes(input_shape), kwargs_json=kwargs, arch=arch,
                        trust_pickle=trust_pickle, device="cpu", dynamic_dims=True)
     progress = _Progress(calibrating=calibrate is not None)
-    hook = _calibration_hook(calibrate, calib_samples, max_output_error, seed, progress)
+    hook = _calibration_hook(calibrate, calib_samples, max_layer_error, seed, progress)
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
-                             after_rewrite=hook)
+                             after_rewrite=hook, goal=goal, threads=threads)
     try:
         result = run_pipeline(request, events=progress)
     finally:

@@ -25,7 +25,7 @@ LAYER_LATENCY = "sepconv_cli.backends.onnx.latency:measure"
 """Per-layer timing in onnxruntime (probes are framework-free conv geometries, so every source format
 uses it)."""
 
-FORM_LOWERING: dict[str, str] = {"onnx": "sepconv_cli.backends.onnx.forms:lower_converted"}
+FORM_LOWERING: dict[str, str] = {"onnx": "sepconv_cli.backends.onnx.rewriter:lower_converted"}
 """Output format -> function restructuring converted layers into their fastest equivalent form."""
 
 LATENCY_RUNS = 30

@@ -204,7 +204,7 @@ def reach(ctx: Context, goal: Goal) -> Built:
         ctx.seconds = ctx.measurer.layer_seconds(found)
     layers, layers_cost = alloc.choices(found, metric, ctx.errors, ctx.seconds)
     fixed = max(0.0, outcome.original_cost - layers_cost)
-    data_free = ctx.errors is None and goal.kind is GoalKind.DEFAULT
+    data_free = goal.kind is GoalKind.DEFAULT and goal.max_output_error is None
     front = _data_free_front(layers, fixed) if data_free else Front(layers, fixed)
     outcome.frontier = front.frontier()
     budget = goal.target.budget(outcome.original_cost) if goal.target else outcome.original_cost

@@ -16,6 +16,7 @@ from sepconv_cli.core.records import (
     Report,
 )
 from sepconv_cli.pipeline.convert import ConversionResult
+from sepconv_cli.render.convert_goal import goal_dict
 from sepconv_cli.render.convert_text import layer_errors, render_table
 
 __all__ = ["layer_errors", "render_json", "render_table", "result_dict"]
@@ -73,6 +74,7 @@ def result_dict(result: ConversionResult) -> dict:
         "latency": None if lat is None else {"before_ms": lat.before_ms, "after_ms": lat.after_ms,
                                              "ratio": lat.ratio, "runs": lat.runs},
         "calibration": _calibration(result.calibration),
+        "goal": goal_dict(result.goal),
         "timings_s": dict(result.timings), "notes": list(result.notes),
     }
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sepconv_cli.core.records import CalibratedLayer, CalibrationReport
 from sepconv_cli.render import text
+from sepconv_cli.render.convert_goal import goal_lines
 
 # How each error basis of a calibration report reads in the table.
 BASIS_TEXT = {"holdout": "held-back inputs", "fit": "fit inputs"}
@@ -175,6 +176,7 @@ def render_table(result, width: int = 100, color: bool = False) -> str:
         lines(footnotes)
 
     lines(_summary_lines(result, width))
+    lines(goal_lines(result.goal, width))
     table(_layers_table(result, width))
     if result.plan.skipped:
         lines([f"left alone: {len(result.plan.skipped)} conv(s)"]

@@ -289,3 +289,11 @@ class OnnxBackend:
 
 
 BACKEND = OnnxBackend()
+
+
+def lower_converted(converted: OnnxConverted, forms: dict[str, str]) -> OnnxConverted:
+    """``converted`` with each named layer restructured into its form (``forms.lower``); same plan."""
+    from sepconv_cli.backends.onnx.forms import lower
+
+    base_dir = os.path.dirname(converted.source) if converted.source else ""
+    return replace(converted, native=lower(converted.native, forms, base_dir))
