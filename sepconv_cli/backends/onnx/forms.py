@@ -83,8 +83,9 @@ def _check_private(graph: onnx.GraphProto, name: str, tensors: list[str]) -> Non
             raise RewriteError(f"{name}: {tensor!r} is used outside the layer; its channels cannot be reordered")
 
 
-def _find(graph: onnx.GraphProto, name: str, base_dir: str) -> _Layer:
-    """The converted layer ``name`` (RewriteError when the graph does not hold the rewriter's structure)."""
+def _find(graph: onnx.GraphProto, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto, int]:
+    """The depthwise and pointwise nodes of converted layer ``name`` and its rank (read from the weight's
+    dims, no bytes loaded); RewriteError when the graph does not hold the rewriter's structure."""
     nodes = {n.name: n for n in graph.node}
     dw, pw = nodes.get(f"{name}/depthwise"), nodes.get(f"{name}/pointwise")
     if dw is None or pw is None or dw.op_type not in ("Conv", "ConvTranspose") or pw.op_type != "Conv":
@@ -92,13 +93,24 @@ def _find(graph: onnx.GraphProto, name: str, base_dir: str) -> _Layer:
                            f"{name}/pointwise expected)")
     if pw.input[0] != dw.output[0]:
         raise RewriteError(f"{name}: {name}/pointwise does not read {name}/depthwise's output")
+    dims = next((tuple(t.dims) for t in graph.initializer if t.name == dw.input[1]), None)
+    if dims is None:
+        raise RewriteError(f"{name}: {dw.input[1]!r} is not an initializer of the model; it cannot be restructured")
+    cin = int(g.attrs(dw).get("group", 1))
+    transposed = dw.op_type == "ConvTranspose"
+    rank = dims[1] if transposed else dims[0] // max(cin, 1)
+    if len(dims) < 3 or dims[0] != (cin if transposed else cin * rank) or (not transposed and dims[1] != 1):
+        raise RewriteError(f"{name}: {name}/depthwise is not a depthwise conv (group {cin}, weight {dims})")
+    return dw, pw, rank
+
+
+def _layer(graph: onnx.GraphProto, name: str, found: tuple[onnx.NodeProto, onnx.NodeProto, int],
+           base_dir: str) -> _Layer:
+    """The layer with its weights read (depthwise as ``(Cin, T, *k)``, its bias as ``(Cin, T)``)."""
+    dw, pw, rank = found
     inits = {t.name: t for t in graph.initializer}
     weight = _initializer(inits, dw.input[1], name, base_dir)
     cin = int(g.attrs(dw).get("group", 1))
-    transposed = dw.op_type == "ConvTranspose"
-    rank = weight.shape[1] if transposed else weight.shape[0] // max(cin, 1)
-    if weight.shape[0] != (cin if transposed else cin * rank) or (not transposed and weight.shape[1] != 1):
-        raise RewriteError(f"{name}: {name}/depthwise is not a depthwise conv (group {cin}, weight {weight.shape})")
     has_bias = len(dw.input) > 2 and bool(dw.input[2])
     bias = _initializer(inits, dw.input[2], name, base_dir).reshape(cin, rank) if has_bias else None
     return _Layer(name=name, depthwise=dw, pointwise=pw, rank=rank,
@@ -158,22 +170,30 @@ def _parallel(layer: _Layer) -> _Lowered:
 
 
 LOWERINGS: dict[Form, Callable[[_Layer], _Lowered]] = {
-    Form.MULTIPLIER: _keep,
+    Form.MULTIPLIER: _keep,  # what the rewriter emits
     Form.TILED: _tiled,
     Form.PARALLEL: _parallel,
 }
 
 
-def _lowered(graph: onnx.GraphProto, name: str, form: Form, base_dir: str) -> _Lowered:
-    layer = _find(graph, name, base_dir)
-    if layer.rank == 1 or form is Form.MULTIPLIER:
-        return _keep(layer)
-    groups = int(g.attrs(layer.pointwise).get("group", 1))
-    if form not in valid_forms(layer.rank, groups):
+def _lowered(graph: onnx.GraphProto, name: str, form: Form, base_dir: str) -> _Lowered | None:
+    """The replacement of layer ``name``'s depthwise node, or None when the layer stays as it is."""
+    dw, pw, rank = found = _find(graph, name)
+    if rank == 1 or form is Form.MULTIPLIER:
+        return None
+    groups = int(g.attrs(pw).get("group", 1))
+    if form not in valid_forms(rank, groups):
         raise RewriteError(f"{name}: the {form.value} form needs an ungrouped pointwise conv (it has group={groups}); "
                            "only the multiplier form is equivalent here")
-    _check_private(graph, name, [layer.depthwise.output[0], *layer.depthwise.input[1:], layer.pointwise.input[1]])
-    return LOWERINGS[form](layer)
+    _check_private(graph, name, [dw.output[0], *dw.input[1:], pw.input[1]])
+    return LOWERINGS[form](_layer(graph, name, found, base_dir))
+
+
+def _form(name: str, form: Form | str) -> Form:
+    try:
+        return Form(form)
+    except ValueError:
+        raise RewriteError(f"{name}: unknown form {form!r} (one of {', '.join(f.value for f in Form)})") from None
 
 
 def _check_new_names(graph: onnx.GraphProto, name: str, lowered: _Lowered) -> None:
@@ -197,9 +217,10 @@ def lower(model: onnx.ModelProto, choices: Mapping[str, Form | str], base_dir: s
     graph = result.graph
     by_node: dict[str, _Lowered] = {}
     for name, form in choices.items():
-        lowered = _lowered(graph, name, Form(form), base_dir)
-        _check_new_names(graph, name, lowered)
-        by_node[f"{name}/depthwise"] = lowered
+        lowered = _lowered(graph, name, _form(name, form), base_dir)
+        if lowered is not None:
+            _check_new_names(graph, name, lowered)
+            by_node[f"{name}/depthwise"] = lowered
     _splice(graph, by_node)
     return result
 

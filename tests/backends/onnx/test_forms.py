@@ -164,6 +164,8 @@ def test_missing_layer_and_name_clash_are_refused(tmp_path):
     converted, _ = _convert(conv_model(CASES["conv2d"]), tmp_path, 2)
     with pytest.raises(RewriteError, match="no converted layer"):
         lower(converted.native, {"relu": Form.TILED})
+    with pytest.raises(RewriteError, match="unknown form 'fast'"):
+        lower(converted.native, {"conv": "fast"})
     clashing = onnx.ModelProto()
     clashing.CopyFrom(converted.native)
     clashing.graph.node[-1].output[0] = "c/tile"
@@ -183,6 +185,7 @@ def test_external_data_weights(tmp_path):
     stored = onnx.load(str(folder / "conv.onnx"), load_external_data=False)
     with pytest.raises(RewriteError, match="external data"):
         lower(stored, {"conv": Form.TILED})
+    assert lower(stored, {"conv": Form.MULTIPLIER}).graph == stored.graph  # no bytes needed to keep a layer
     lowered = lower(stored, {"conv": Form.PARALLEL}, base_dir=str(folder))
     untouched = next(t for t in lowered.graph.initializer if t.name == "conv/pointwise.bias")
     assert untouched.data_location == TensorProto.EXTERNAL  # references to untouched tensors are kept
