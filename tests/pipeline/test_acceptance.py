@@ -303,7 +303,7 @@ def test_max_output_error_searches_ranks_the_energy_rule_would_refuse(tmp_path, 
     np.savez("calib.npz", x=np.random.default_rng(1).standard_normal((32, 8, 8, 8)).astype(np.float32))
     # any rank meets an output error of 1.0 (the zero map already does), so T=1 must be chosen
     result = CliRunner().invoke(app, ["convert", "flat.onnx", "-o", "out.onnx", "--calibrate", "calib.npz",
-                                      "--max-output-error", "1.0"], env=ENV)
+                                      "--max-layer-error", "1.0"], env=ENV)
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((tmp_path / "out.onnx.manifest.json").read_text())
     assert [layer["rank"] for layer in manifest["layers"]] == [1]

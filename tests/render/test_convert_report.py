@@ -77,7 +77,7 @@ def test_calibrated_table_with_max_output_error_notes_the_rule_once(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     onnx.save(conv_model(ConvCase(cin=4, cout=8, spatial=(6, 6))), "c.onnx")
     np.savez("calib.npz", x=np.random.default_rng(0).standard_normal((16, 4, 6, 6)).astype(np.float32))
-    result = _run("c.onnx", "-o", "o.onnx", "--calibrate", "calib.npz", "--max-output-error", "0.9")
+    result = _run("c.onnx", "-o", "o.onnx", "--calibrate", "calib.npz", "--max-layer-error", "0.9")
     assert result.exit_code == 0, result.stderr
     _fits(result.stderr)
     header, _rule, row, *note = _section(result.stderr, "calibrated layers")
