@@ -1,7 +1,9 @@
 """PyTorch loaders: ``.pt2``, TorchScript, state_dict + ``--arch``, trusted pickles and entry points.
 
 Each ``load_*`` takes ``(source, LoadOptions)`` and returns a ``LoadedModel``. Unpickling runs arbitrary
-code, so ``torch.load`` always uses ``weights_only=True`` unless ``options.trust_pickle`` is set.
+code, so ``torch.load`` always uses ``weights_only=True`` unless ``options.trust_pickle`` is set, and a
+``.pt2`` archive is inspected (``pt2_scan``) before ``torch.export.load`` reads it: a member that would
+need the full unpickler, or would otherwise run code, is refused by name unless ``trust_pickle``.
 Entry points are built on the meta device by default (no weight memory); where the forward cannot run
 on meta the model is rebuilt on the CPU and the report says so.
 """
@@ -24,6 +26,7 @@ from sepconv_cli.backends.torch import entrypoint
 from sepconv_cli.backends.torch.analyze import analyze_module, first_line, weight_bytes
 from sepconv_cli.backends.torch.graph import propagate_shapes, trace_graph
 from sepconv_cli.backends.torch.handle import GraphHandle
+from sepconv_cli.backends.torch.pt2_scan import scan_pt2
 from sepconv_cli.backends.torch.rows import build_report, with_bn_folded
 from sepconv_cli.backends.torch.ties import shared_names, tied_names
 from sepconv_cli.core.records import ModelInfo, TensorInfo, is_static
@@ -194,7 +197,23 @@ def _logged_reasons(name: str):
 _ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
 
 
-def _load_program(source: str):
+_TRUST_ADVICE = "pass --trust-pickle only if you trust this file"
+
+
+def _refuse_unsafe_archive(source: str) -> None:
+    """InputError naming the first archive member whose loading could run code (see ``pt2_scan``)."""
+    finding = scan_pt2(source)
+    if finding is None:
+        return
+    if not finding.needs_trust:
+        raise InputError(f"{source}: archive member {finding.member} {finding.reason}")
+    raise InputError(f"{source}: archive member {finding.member} {finding.reason}; loading it could run "
+                     f"code: {_TRUST_ADVICE}")
+
+
+def _load_program(source: str, trusted: bool = False):
+    if not trusted:
+        _refuse_unsafe_archive(source)
     with _logged_reasons("torch.export") as reasons:
         try:
             return torch.export.load(source)
@@ -239,7 +258,7 @@ def load_pt2(source: str, options: LoadOptions) -> LoadedModel:
     if options.engine != "sepconv":
         raise UsageError(f"{source}: engine {options.engine} needs a live module (fvcore traces with torch.jit); "
                          "a .pt2 program is counted by the default engine")
-    program = _load_program(source)
+    program = _load_program(source, options.trust_pickle)
     shapes = _program_shapes(source, program, options)
     gm = None
     if shapes is not None:
