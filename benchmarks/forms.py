@@ -14,7 +14,7 @@ import argparse
 import statistics
 
 from sepconv_cli.backends.onnx.latency import Schedule, measure_probe
-from sepconv_cli.core.latency import Form, LayerProbe, LayerTiming
+from sepconv_cli.core.latency import Form, LayerProbe, LayerTiming, variant_key
 
 CASES = ((64, 28, 2), (64, 28, 4), (128, 14, 2), (256, 14, 4))
 FORMS = (Form.MULTIPLIER, Form.TILED, Form.PARALLEL)
@@ -36,7 +36,7 @@ def time_case(channels: int, size: int, rank: int, threads: int, repeats: int) -
 
 def row(channels: int, size: int, rank: int, timing: LayerTiming) -> str:
     """One Markdown row: speed-ups of each form, rank 1, and whether the fastest rank-T form beats the conv."""
-    cells = [f"{timing.original_s / timing.seconds(rank, form):.2f}x" for form in FORMS]
+    cells = [f"{timing.original_s / timing.variants_s[variant_key(rank, form)]:.2f}x" for form in FORMS]
     best_form, best_s = timing.best(rank)
     faster = "yes" if best_s < timing.original_s else "no"
     return (f"| {channels}, {size}x{size}, {rank} | " + " | ".join(cells) + f" | {timing.speedup(1):.2f}x | "

@@ -227,7 +227,7 @@ def lower(model: onnx.ModelProto, choices: Mapping[str, Form | str], base_dir: s
 
 def _splice(graph: onnx.GraphProto, by_node: dict[str, _Lowered]) -> None:
     """Put every lowered layer in place of its depthwise node; replace, add and drop initializers."""
-    nodes = []
+    nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         nodes.extend(by_node[node.name].nodes if node.name in by_node else (node,))
     del graph.node[:]

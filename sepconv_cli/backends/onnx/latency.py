@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -91,11 +92,11 @@ def _probe_calls(probe: LayerProbe, variants: Sequence[str], threads: int) -> di
     """One ``run`` closure per variant, all on the same random input."""
     models = variant_models(probe, variants)
     x = np.random.default_rng(0).standard_normal(probe.input_shape).astype(probe.dtype)
-    calls = {}
+    calls: dict[str, Callable[[], object]] = {}
     for key, model in models.items():
         sess = session(model.SerializeToString(), threads)
         feed = {sess.get_inputs()[0].name: x}
-        calls[key] = (lambda s=sess, f=feed: s.run(None, f))
+        calls[key] = partial(sess.run, None, feed)
     return calls
 
 
@@ -157,13 +158,13 @@ def measure_model(path_a: Any, path_b: Any, inputs: Mapping[str, np.ndarray], th
     """Median seconds per run of two whole models (paths or ModelProtos) measured side by side on the first
     sample of ``inputs`` (each model is fed the inputs it declares)."""
     feeds = _batch_one(inputs)
-    calls = {}
+    calls: dict[str, Callable[[], object]] = {}
     for key, model in (("a", path_a), ("b", path_b)):
         sess = session(model, threads)
         missing = [i.name for i in sess.get_inputs() if i.name not in feeds]
         if missing:
             raise InputError(f"no input named {missing[0]!r} was given for latency measurement")
         feed = {i.name: feeds[i.name] for i in sess.get_inputs()}
-        calls[key] = (lambda s=sess, f=feed: s.run(None, f))
+        calls[key] = partial(sess.run, None, feed)
     medians = interleaved(calls, Schedule(min_runs=runs, min_seconds=0.0, max_runs=runs))
     return medians["a"], medians["b"]
