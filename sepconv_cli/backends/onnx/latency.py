@@ -14,6 +14,7 @@ every variant side by side) whenever one of the asked variants is not cached.
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,8 +46,6 @@ class Schedule:
 
 def session(model: Any, threads: int = 1) -> Any:
     """An onnxruntime CPU session for ``model`` (ModelProto, serialised bytes or path), quiet and sequential."""
-    import tempfile
-
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
