@@ -180,6 +180,22 @@ class _Progress(Events):
             self._bar = None
 
 
+def _sweep(request: ConvertRequest, points: int, metric: Metric, fmt: ConvertFormat, goal: Goal | None) -> None:
+    """``--sweep``: print the measured frontier (stdout) and write nothing."""
+    if goal is not None and goal.kind is not GoalKind.DEFAULT:
+        raise UsageError("--sweep measures many budgets: drop --target-*/--max-output-error")
+    if request.output is not None:
+        raise UsageError("--sweep writes no model: drop -o")
+    if points < 1:
+        raise UsageError(f"--sweep-points must be at least 1, got {points}")
+    from sepconv_cli.pipeline.sweep import run_sweep
+    from sepconv_cli.render.sweep import render_sweep_json, render_sweep_table
+
+    result = run_sweep(request, points, metric)
+    render = render_sweep_json if fmt is ConvertFormat.JSON else render_sweep_table
+    typer.echo(render(result), nl=False)
+
+
 @handle_errors
 def convert(
     model: str = typer.Argument(..., help="Model file (ONNX, .pt2, state_dict, pickle) or entry point."),
@@ -221,6 +237,9 @@ def convert(
     max_output_error: float | None = typer.Option(None, "--max-output-error", help="Cheapest plan whose "
                                                      "end-to-end relative output error is <= E."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads for every latency measurement."),
+    sweep: bool = typer.Option(False, "--sweep", help="Measure the frontier (error vs cost); write nothing."),
+    sweep_points: int = typer.Option(6, "--sweep-points", help="Frontier plans --sweep builds and measures."),
+    sweep_metric: Metric = typer.Option(Metric.LATENCY, "--sweep-metric", help="Cost the sweep trades off."),
 ) -> None:
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
@@ -246,6 +265,9 @@ def convert(
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
                              after_rewrite=hook, goal=goal, threads=threads)
+    if sweep:
+        _sweep(request, sweep_points, sweep_metric, fmt, goal)
+        return
     try:
         result = run_pipeline(request, events=progress)
     finally:

@@ -58,7 +58,7 @@ def measurement_inputs(request: ConvertRequest, loaded: LoadedModel, notes: list
     return arrays, f"random (seed {request.seed})"
 
 
-def _calibrator(request: ConvertRequest, job: Job):
+def calibrator(request: ConvertRequest, job: Job):
     """``converted -> (converted, calibration report)``: the request's calibration step, or identity."""
     hook = request.after_rewrite
 
@@ -80,7 +80,7 @@ def reach_goal(request: ConvertRequest, job: Job, notes: list[str]) -> targeted.
     batch = verify_mod.fixed_batch(job.loaded.report.model.inputs)
     timed = goal.metric is Metric.LATENCY or request.benchmark
     measurer = Measurer(job.loaded, job.backend, feed, batch, threads=request.threads, time_model=timed)
-    ctx = targeted.Context(job.loaded, job.backend, request.plan, job.options, measurer, _calibrator(request, job))
+    ctx = targeted.Context(job.loaded, job.backend, request.plan, job.options, measurer, calibrator(request, job))
     built = targeted.reach(ctx, goal)
     built.outcome.measured_on = source
     return built

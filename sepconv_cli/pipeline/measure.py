@@ -45,10 +45,14 @@ class Measured:
     seconds_before: float | None = None
     seconds_after: float | None = None
     forms: dict[str, str] = field(default_factory=dict)
+    reference_s: float | None = None
 
     def cost(self, metric: Metric) -> float:
-        """The measured figure the metric names (seconds after for latency)."""
+        """The measured figure the metric names. Latency: the reference seconds of the original (its first
+        measurement) over this trial's side-by-side speed-up, so that trials compare under one clock."""
         if metric is Metric.LATENCY:
+            if self.reference_s and self.speedup:
+                return self.reference_s / self.speedup
             return self.seconds_after if self.seconds_after is not None else float("inf")
         return float(self.macs if metric is Metric.MACS else self.params)
 
@@ -73,6 +77,8 @@ class Measurer:
     threads: int = 1
     time_model: bool = True
     timings: dict[str, LayerTiming] = field(default_factory=dict)
+    scale: float = 1.0
+    reference_s: float | None = None
     _reference: dict | None = None
     _before: Any = None
 
@@ -112,30 +118,41 @@ class Measurer:
         report = self.loaded.report
         macs, params = report.macs - plan.macs_saved, report.params - plan.params_saved
         before, after = self._seconds(converted)
+        if self.reference_s is None:
+            self.reference_s = before
         if converted is None:
-            return Measured(macs, params, 0.0 if self.feed else None, "output", 1.0, before, after)
+            return Measured(macs, params, 0.0 if self.feed else None, "output", 1.0, before, after,
+                            reference_s=self.reference_s)
         error, label, agreement = self._error(converted)
-        return Measured(macs, params, error, label, agreement, before, after, dict(converted.forms))
+        return Measured(macs, params, error, label, agreement, before, after, dict(converted.forms), self.reference_s)
 
-    def layer_seconds(self, found: alloc.Offers) -> dict[str, alloc.Seconds]:
-        """Measured seconds of every offered layer: original and fastest form at each offered rank."""
+    def layer_seconds(self, found: alloc.Offers, whole_s: float | None = None) -> dict[str, alloc.Seconds]:
+        """Measured seconds of every offered layer: original and fastest form at each offered rank.
+
+        A conv timed alone runs faster than inside the whole model (caches, layout changes), so when the
+        whole model's time ``whole_s`` is known every figure is scaled by whole / (sum of every conv row
+        timed alone), clamped to [1, 3]: the other ops are assumed cheap next to the convolutions.
+        """
         report = self.loaded.report
+        offered = set(found.names())
         probes: dict[str, LayerProbe] = {}
-        for offer in found.layers:
-            probe = LayerProbe.from_layer(report.layer(offer.name), depthwise_bias=found.depthwise_bias)
+        for layer in report.layers:
+            probe = LayerProbe.from_layer(layer, depthwise_bias=found.depthwise_bias) if layer.conv else None
             if probe is not None:
-                probes[offer.name] = probe
-        ranks = {name: found_ranks(found, name) for name in probes}
-        timings = resolve(LAYER_LATENCY)(list(probes.values()), ranks={p.key(): ranks[n] for n, p in probes.items()},
-                                         threads=self.threads)
+                probes[layer.name] = probe
+        ranks = {p.key(): (found_ranks(found, n) if n in offered else ()) for n, p in probes.items()}
+        timings = resolve(LAYER_LATENCY)(list(probes.values()), ranks=ranks, threads=self.threads)
+        alone = sum(timings[p.key()].original_s for p in probes.values() if p.key() in timings)
+        scale = min(3.0, max(1.0, whole_s / alone)) if whole_s and alone > 0 else 1.0
         out: dict[str, alloc.Seconds] = {}
         for name, probe in probes.items():
             timing = timings.get(probe.key())
-            if timing is None:
+            if timing is None or name not in offered:
                 continue
-            by_rank = {r: timing.best(r)[1] for r in timing.ranks()}
-            out[name] = alloc.Seconds(timing.original_s, by_rank)
-        self.timings = {name: timings[p.key()] for name, p in probes.items() if p.key() in timings}
+            by_rank = {r: scale * timing.best(r)[1] for r in timing.ranks()}
+            out[name] = alloc.Seconds(scale * timing.original_s, by_rank)
+        self.timings = {name: timings[p.key()] for name, p in probes.items() if p.key() in timings and name in offered}
+        self.scale = scale
         return out
 
     def finish(self, converted: Converted) -> Converted:

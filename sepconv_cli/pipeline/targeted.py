@@ -35,6 +35,12 @@ DATA_FREE_ENERGY = 0.9
 MAX_TRIALS = 4
 """Plans built and measured at most (the first prediction plus corrections)."""
 
+OVERSHOOT = 0.85
+"""A budget met below this share of it is re-aimed at a less aggressive plan (more accuracy)."""
+
+MAX_RELAX = 1.5
+"""A re-aim after an overshoot loosens the predicted-cost aim by at most this factor (timing noise)."""
+
 SPEEDUP_SLACK = 0.97
 """A latency target counts as met at this share of the asked speed-up (timing noise)."""
 
@@ -127,7 +133,7 @@ class Built:
     outcome: GoalOutcome
 
 
-def _original_cost(ctx: Context, metric: Metric, whole: Measured) -> float:
+def original_cost(ctx: Context, metric: Metric, whole: Measured) -> float:
     """The unconverted model's cost: total MACs or params from the report, measured seconds for latency."""
     report = ctx.loaded.report
     return {Metric.MACS: float(report.macs), Metric.PARAMS: float(report.params),
@@ -145,7 +151,7 @@ def _met(goal: Goal, measured: Measured, budget: float) -> bool:
     """Whether a measured trial meets the goal."""
     if goal.kind is GoalKind.BUDGET:
         if goal.metric is Metric.LATENCY:
-            return measured.seconds_after is not None and measured.seconds_after <= budget / SPEEDUP_SLACK
+            return measured.cost(Metric.LATENCY) <= budget / SPEEDUP_SLACK
         return measured.cost(goal.metric) <= budget
     limit = goal.max_output_error
     return limit is None or (measured.error is not None and measured.error <= limit)
@@ -160,7 +166,7 @@ def _data_free_front(layers: list, fixed: float) -> Front:
     return Front(safe, fixed)
 
 
-class _Search:
+class Search:
     """The correction loop: pick from the front, build, measure, re-aim, keep the best trial."""
 
     def __init__(self, ctx: Context, goal: Goal, found: alloc.Offers, outcome: GoalOutcome):
@@ -185,8 +191,11 @@ class _Search:
 
 
 def _best(outcome: GoalOutcome) -> int:
-    """Index of the trial to ship: the cheapest that met the goal, else the one that came closest."""
+    """Index of the trial to ship. Among those that met the goal: the most accurate for a budget, the
+    cheapest for an error limit. When none did: the one that came closest."""
     met = [i for i, t in enumerate(outcome.trials) if t.met]
+    if met and outcome.goal.kind is GoalKind.BUDGET:
+        return min(met, key=lambda i: (outcome.trials[i].measured.error or 0.0, outcome.trials[i].predicted_error))
     if met:
         return min(met, key=lambda i: outcome.trials[i].measured.cost(outcome.metric))
     if outcome.goal.kind is GoalKind.BUDGET:
@@ -199,23 +208,25 @@ def reach(ctx: Context, goal: Goal) -> Built:
     found = alloc.offers(ctx.loaded.report, ctx.loaded.handle, ctx.base)
     metric = goal.metric
     whole = ctx.measurer.measure(None, Plan(layers=()))
-    outcome = GoalOutcome(goal, metric, _original_cost(ctx, metric, whole), calibrated_curves=ctx.errors is not None)
+    outcome = GoalOutcome(goal, metric, original_cost(ctx, metric, whole), calibrated_curves=ctx.errors is not None)
     if metric is Metric.LATENCY and ctx.seconds is None:
-        ctx.seconds = ctx.measurer.layer_seconds(found)
+        ctx.seconds = ctx.measurer.layer_seconds(found, whole.seconds_before)
     layers, layers_cost = alloc.choices(found, metric, ctx.errors, ctx.seconds)
     fixed = max(0.0, outcome.original_cost - layers_cost)
     data_free = goal.kind is GoalKind.DEFAULT and goal.max_output_error is None
     front = _data_free_front(layers, fixed) if data_free else Front(layers, fixed)
     outcome.frontier = front.frontier()
     budget = goal.target.budget(outcome.original_cost) if goal.target else outcome.original_cost
-    search = _Search(ctx, goal, found, outcome)
+    search = Search(ctx, goal, found, outcome)
     _correct(search, front, budget, data_free)
     outcome.chosen = _best(outcome)
+    if outcome.met:
+        outcome.reason = ""
     plan, converted = search.built[outcome.chosen]
     return Built(plan, converted, outcome)
 
 
-def _correct(search: _Search, front: Front, budget: float, data_free: bool) -> None:
+def _correct(search: Search, front: Front, budget: float, data_free: bool) -> None:
     """Build the predicted plan, then re-aim while measurements say the prediction was off."""
     goal, outcome = search.goal, search.outcome
     limit = goal.max_output_error
@@ -231,26 +242,34 @@ def _correct(search: _Search, front: Front, budget: float, data_free: bool) -> N
                               f"{front.cheapest().cost / outcome.original_cost:.1%} of the original")
             pick = front.cheapest()
         key = tuple(sorted(pick.ranks.items()))
-        if key in tried:
+        if key in tried or (not pick.ranks and tried):
             break
         tried.add(key)
         trial = search.build(pick, budget)
-        if trial.met or not pick.ranks:
+        if not pick.ranks or (trial.met and not _overshot(goal, trial, budget)):
             break
         scale, aim = _reaim(goal, trial, scale, aim, budget)
         if aim is None:
             break
 
 
+def _overshot(goal: Goal, trial: Trial, budget: float) -> bool:
+    """A budget met with much to spare (measured cost under ``OVERSHOOT`` of it): a plan with less error
+    may fit too."""
+    return goal.kind is GoalKind.BUDGET and trial.measured.cost(goal.metric) < OVERSHOOT * budget
+
+
 def _reaim(goal: Goal, trial: Trial, scale: float, aim: float, budget: float) -> tuple[float, Any]:
-    """New (error scale, cost aim) after a missed trial: errors were underestimated by the measured/predicted
-    ratio; a measured cost above the prediction tightens the budget by the same ratio."""
+    """New (error scale, cost aim) after a trial: errors were off by the measured/predicted ratio; a
+    measured cost off the prediction moves the cost aim by the same ratio (tighter when it cost more,
+    looser when it cost less)."""
     measured = trial.measured
     if goal.kind is GoalKind.BUDGET:
         cost = measured.cost(goal.metric)
-        if cost <= 0 or trial.predicted_cost <= 0:
+        if cost <= 0 or trial.predicted_cost <= 0 or not math.isfinite(cost):
             return scale, None
-        return scale, aim * trial.predicted_cost / cost * 0.98
+        aim = budget * trial.predicted_cost / cost * (0.98 if cost > budget else 1.0)
+        return scale, min(aim, MAX_RELAX * max(budget, trial.predicted_cost))
     if measured.error is None or trial.predicted_error <= 0:
         return scale, None
     observed = measured.error * measured.error / trial.predicted_error

@@ -71,10 +71,12 @@ def goal_lines(outcome: GoalOutcome | None, width: int) -> list[str]:
     return lines
 
 
-def _trial_dict(outcome: GoalOutcome, trial: Trial) -> dict:
+def goal_trial_dict(metric: Metric, trial: Trial) -> dict:
+    """One trial as JSON values (costs in the metric's unit: elements or seconds)."""
     m = trial.measured
+    cost = m.cost(metric)
     return {"ranks": dict(trial.ranks), "predicted_cost": trial.predicted_cost,
-            "predicted_error": _predicted_error(trial), "measured_cost": _measured_cost(outcome, trial),
+            "predicted_error": _predicted_error(trial), "measured_cost": None if cost == float("inf") else cost,
             "measured_error": m.error, "error_of": m.error_of, "agreement": m.agreement,
             "seconds_before": m.seconds_before, "seconds_after": m.seconds_after, "macs": m.macs,
             "params": m.params, "forms": dict(m.forms), "met": trial.met}
@@ -88,7 +90,7 @@ def goal_dict(outcome: GoalOutcome | None) -> dict | None:
         "goal": outcome.goal.describe(), "kind": outcome.goal.kind.value, "metric": outcome.metric.value,
         "original_cost": outcome.original_cost, "met": outcome.met, "reason": outcome.reason or None,
         "calibrated_curves": outcome.calibrated_curves, "measured_on": outcome.measured_on,
-        "chosen": outcome.chosen, "trials": [_trial_dict(outcome, t) for t in outcome.trials],
+        "chosen": outcome.chosen, "trials": [goal_trial_dict(outcome.metric, t) for t in outcome.trials],
         "frontier": [{"cost": a.cost, "predicted_error": a.error ** 0.5, "layers": a.converted()}
                      for a in outcome.frontier],
     }
