@@ -274,6 +274,10 @@ def convert(
         progress.close()
     text, to_stderr = RENDERERS[fmt](result)
     typer.echo(text, err=to_stderr, nl=False)
+    if result.goal is not None and not result.goal.met and result.goal.goal.kind is not GoalKind.DEFAULT:
+        typer.echo(f"sepconv: {result.goal.reason or 'the goal ' + result.goal.goal.describe() + ' was not met'}; "
+                   f"{output} holds the closest plan found", err=True)
+        raise typer.Exit(1)
     if result.verification is not None and not result.verification.passed:
         typer.echo(f"sepconv: relative error {result.verification.rel_l2:.3g} exceeds --tolerance "
                    f"{tolerance:g}; {output} was written", err=True)

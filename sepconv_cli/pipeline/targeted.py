@@ -19,6 +19,7 @@ from typing import Any
 
 from sepconv_cli.backends.base import Backend, Converted, ConvertOptions, LoadedModel
 from sepconv_cli.core.records import Plan
+from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline.measure import Measured, Measurer
 from sepconv_cli.planner import PlanOptions
@@ -209,6 +210,9 @@ def reach(ctx: Context, goal: Goal) -> Built:
     metric = goal.metric
     whole = ctx.measurer.measure(None, Plan(layers=()))
     outcome = GoalOutcome(goal, metric, original_cost(ctx, metric, whole), calibrated_curves=ctx.errors is not None)
+    if outcome.original_cost <= 0:
+        raise UsageError(f"{ctx.loaded.report.model.path}: the model's {metric.value} could not be counted or timed "
+                         "(unknown shapes?): give --input-shape")
     if metric is Metric.LATENCY and ctx.seconds is None:
         ctx.seconds = ctx.measurer.layer_seconds(found, whole.seconds_before)
     layers, layers_cost = alloc.choices(found, metric, ctx.errors, ctx.seconds)
