@@ -23,6 +23,7 @@ class OutputFormat(str, Enum):
     JSON = "json"
     CSV = "csv"
     MARKDOWN = "markdown"
+    HTML = "html"
 
 
 RENDERERS: dict[OutputFormat, str] = {
@@ -30,6 +31,7 @@ RENDERERS: dict[OutputFormat, str] = {
     OutputFormat.JSON: "sepconv_cli.render.json:render_json",
     OutputFormat.CSV: "sepconv_cli.render.csv:render_csv",
     OutputFormat.MARKDOWN: "sepconv_cli.render.markdown:render_markdown",
+    OutputFormat.HTML: "sepconv_cli.render.html:render_html",
 }
 
 # file suffix -> format, for `--output FILE` without `--format`
@@ -38,6 +40,8 @@ SUFFIX_FORMATS: dict[str, OutputFormat] = {
     ".csv": OutputFormat.CSV,
     ".md": OutputFormat.MARKDOWN,
     ".markdown": OutputFormat.MARKDOWN,
+    ".html": OutputFormat.HTML,
+    ".htm": OutputFormat.HTML,
     ".txt": OutputFormat.TABLE,
 }
 

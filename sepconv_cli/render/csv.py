@@ -1,6 +1,8 @@
 """CSV renderer: one table whose first column names the section (``total``, ``uncounted``, ``layer``,
 ``candidate``, ``excluded``), so a spreadsheet or ``pandas`` can filter by it. Counts are exact integers
 (elements, MACs, bytes); an unknown count is an empty cell with the reason in ``note``, never a 0.
+Layer rows follow ``--depth``/``--sort``/``--top`` and candidates ``--top``; names are the full node
+names. A model without a file has an empty ``file_size`` cell.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import io
 from sepconv_cli.core.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
-from sepconv_cli.render.views import candidate_views, layer_view
+from sepconv_cli.render.candidates import candidate_views
+from sepconv_cli.render.views import layer_view
 
 COLUMNS = ("section", "name", "op", "level", "input_shapes", "output_shapes", "in_channels", "out_channels",
            "kernel", "stride", "dilation", "groups", "padding", "value", "params", "macs", "share",
@@ -35,7 +38,7 @@ def _conv_cells(spec) -> dict:
 
 def _totals(report: Report) -> list[dict]:
     pairs = [("params", report.params), ("buffers", report.buffers), ("macs", report.macs),
-             ("flops", report.flops), ("file_size", report.model.file_size)]
+             ("flops", report.flops), ("file_size", report.model.file_size or "")]
     pairs += [(f"weight_bytes:{dtype}", n) for dtype, n in report.weight_bytes]
     pairs += list(report.extra)
     return [{"section": "total", "name": key, "value": value} for key, value in pairs]
@@ -53,9 +56,9 @@ def _layers(report: Report, options: RenderOptions) -> list[dict]:
     return rows
 
 
-def _candidates(report: Report) -> list[dict]:
+def _candidates(report: Report, top: int | None) -> list[dict]:
     rows = []
-    for view in candidate_views(report):
+    for view in candidate_views(report, top):
         c = view.cand
         rows.append({"section": "candidate", "name": c.name, "op": c.op, "params": c.params,
                      "macs": "" if c.macs is None else c.macs, "params_t1": c.params_separable,
@@ -78,6 +81,6 @@ def render_csv(report: Report, options: RenderOptions) -> str:
     writer.writerows({"section": "uncounted", "name": u.op, "value": u.count, "note": " ".join(u.names)}
                      for u in report.uncounted)
     writer.writerows(_layers(report, options))
-    writer.writerows(_candidates(report))
+    writer.writerows(_candidates(report, options.view.top))
     writer.writerows({"section": "excluded", "name": e.name, "note": e.reason} for e in report.excluded)
     return buffer.getvalue()

@@ -8,10 +8,21 @@ parts, so that reports fit an 80-column terminal. Pure string functions; no rich
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 
-from sepconv_cli.core.records import Candidate, ConvSpec, Report, Shape, format_shape
-from sepconv_cli.render.views import NO_FORMULA, Row, has_energy
+from sepconv_cli.core.records import (
+    Candidate,
+    ConvSpec,
+    ModelInfo,
+    Report,
+    Shape,
+    TensorInfo,
+    format_shape,
+    rows_not_counted,
+)
+from sepconv_cli.render.candidates import has_energy
+from sepconv_cli.render.views import NO_FORMULA, Row
 
 _SUFFIXES = ("", "k", "M", "G", "T", "P")
 _BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -51,6 +62,41 @@ def size(n: int) -> str:
     return f"{n} B" if unit == "B" else f"{value:.2f} {unit}"
 
 
+NO_FILE = "n/a"
+"""How the size of a model that has no file (an entry point, an in-memory model) reads."""
+
+
+def file_size(info: ModelInfo) -> str:
+    """The model's file size in binary units, ``"n/a"`` when it was not read from a file;
+    ``"5.08 KiB + 4.53 MiB external"`` when part of it is external data."""
+    if not info.file_size:
+        return NO_FILE
+    if info.external_data_size:
+        return f"{size(info.file_size - info.external_data_size)} + {size(info.external_data_size)} external"
+    return size(info.file_size)
+
+
+def size_change(before: ModelInfo, after: ModelInfo) -> str:
+    """``"4.54 MiB -> 688 KiB (6.77x)"``; a side without a file reads ``n/a`` and no ratio is given."""
+    ratio_text = f" ({before.file_size / after.file_size:.2f}x)" if before.file_size and after.file_size else ""
+    return f"{file_size(before)} -> {file_size(after)}{ratio_text}"
+
+
+def tensor_signature(info: TensorInfo) -> str:
+    """``"input float32[1x3x32x32]"``."""
+    return f"{info.name} {info.dtype}[{format_shape(info.shape)}]"
+
+
+def signature(info: ModelInfo) -> str:
+    """The model's inputs (name, dtype, shape), comma separated; ``""`` when none are known."""
+    return ", ".join(tensor_signature(t) for t in info.inputs)
+
+
+def source_text(info: ModelInfo) -> str:
+    """``"onnx"``, or ``"entrypoint, built on cpu"`` for a module built to be counted."""
+    return info.format + (f", built on {info.device}" if info.device else "")
+
+
 def percent(share: float | None) -> str:
     """``0.1234`` -> ``"12.3%"``; unknown -> ``"?"``."""
     return "?" if share is None else f"{100.0 * share:.1f}%"
@@ -62,13 +108,41 @@ def ratio(value: float | None) -> str:
 
 
 def not_counted(report: Report) -> str:
-    """``" + 3 rows not counted"`` when some rows' MACs are unknown, else empty."""
+    """``" + 3 rows not counted"`` when some rows' MACs are unknown (rows in a symbolic formula aside),
+    else empty."""
+    if report.macs_symbolic is not None:
+        missing = sum(1 for row in report.unknown_rows if not row.macs_symbolic)
+        return f" + {rows_not_counted(missing)}" if missing else ""
     return f" + {report.not_counted}" if report.not_counted else ""
 
 
 def total_macs(report: Report) -> str:
-    """The model's MACs, flagged when some rows could not be counted (so a partial sum never reads as whole)."""
+    """The model's MACs, flagged when some rows could not be counted (so a partial sum never reads as whole);
+    the exact formula when dims stay symbolic (``"81,456·H·W + 2,048,000"``)."""
+    if report.macs_symbolic is not None:
+        return report.macs_symbolic.expression + not_counted(report)
     return exact_compact(report.macs) + not_counted(report)
+
+
+def total_flops(report: Report) -> str:
+    """FLOPs = 2 x MACs, as a number or (dims symbolic) as twice the formula."""
+    if report.macs_symbolic is not None:
+        return f"2·({report.macs_symbolic.expression}){not_counted(report)}"
+    return exact_compact(report.flops) + not_counted(report)
+
+
+def assumed_text(info: ModelInfo) -> str:
+    """``"per sample: N=1"`` when symbolic dims were taken at a default size, else empty."""
+    return "per sample: " + ", ".join(f"{k}={v}" for k, v in info.assumed_dims) if info.assumed_dims else ""
+
+
+def symbolic_where(report: Report) -> str:
+    """``"exact for H and W multiples of 32, at least 32 (checked at H=96, W=128)"``; empty without a formula."""
+    sym = report.macs_symbolic
+    if sym is None:
+        return ""
+    checked = ", ".join(f"{k}={v}" for k, v in sym.checked_at)
+    return f"exact for {sym.valid_when}" + (f" (checked at {checked})" if checked else "")
 
 
 def bar(share: float, width: int = 6) -> str:
@@ -188,3 +262,15 @@ def wrap_parts(head: str, parts: Sequence[str], width: int, sep: str = ", ", ind
             lines.append(line)
             line = indent + token
     return lines + [line]
+
+
+def wrap_lines(lines: Sequence[str], width: int) -> list[str]:
+    """Each line broken between words to ``width`` characters; continuation lines are indented two
+    spaces past the line's own indentation. A word longer than the width stays whole."""
+    out: list[str] = []
+    for line in lines:
+        indent = line[:len(line) - len(line.lstrip(" "))]
+        wrapped = textwrap.wrap(line, max(width, 20), initial_indent="", subsequent_indent=indent + "  ",
+                                break_long_words=False, break_on_hyphens=False, drop_whitespace=True)
+        out.extend([indent + w.lstrip(" ") if i == 0 else w for i, w in enumerate(wrapped)] or [""])
+    return out

@@ -1,10 +1,11 @@
 """Pure views of a Report for the renderers: grouped (``--depth``), sorted (``--sort``), cut (``--top``).
 
 A view row is a layer, or with ``--depth N`` a name scope that sums the layers under it (a hierarchy
-like fvcore's table: ``layer1`` holds ``layer1/0`` holds ``layer1/0/conv1``). Units: params and buffers
-are tensor elements, MACs are multiply-accumulates; ``share`` is a fraction of the model's counted MACs.
-Also the candidate summary: the whole model after converting every candidate (at T=1, and at the
-energy-chosen ranks). Nothing here prints or imports rich.
+like fvcore's table: ``layer1`` holds ``layer1/0`` holds ``layer1/0/conv1``). ``--top N`` keeps the N
+heaviest rows (most params with ``--sort params``, else most MACs), whatever the order they are shown in;
+with ``--depth`` it cuts the top-level scopes. Units: params and buffers are tensor elements, MACs are multiply-accumulates;
+``share`` is a fraction of the model's counted MACs. The candidate views live in ``candidates.py``.
+Nothing here prints or imports rich.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from sepconv_cli.core.records import Candidate, ConvSpec, Layer, Report, Shape
+from sepconv_cli.core.records import ConvSpec, Layer, Report, Shape
 
 NO_FORMULA = "no formula"
 
@@ -30,7 +31,8 @@ class SortKey(str, Enum):
 @dataclass(frozen=True)
 class ViewOptions:
     """``depth``: group rows by the first N name scopes (None = one row per layer);
-    ``sort``: order of sibling rows; ``top``: keep the first N top-level rows after sorting."""
+    ``sort``: order of sibling rows; ``top``: keep the N heaviest top-level rows (and the N candidates
+    saving the most MACs), shown in ``sort`` order."""
 
     depth: int | None = None
     sort: SortKey = SortKey.ORDER
@@ -153,6 +155,25 @@ def _sorted(rows: list[tuple[Row, _Node | None]], key: SortKey) -> list[tuple[Ro
     return sorted(rows, key=lambda pair: func(pair[0]))  # stable: ties keep model order
 
 
+def _weight(row: Row, key: SortKey) -> tuple[int, int]:
+    """How heavy a row is: by params when sorting by params, else by MACs (then params)."""
+    if key is SortKey.PARAMS:
+        return row.params, row.macs or 0
+    return row.macs or 0, row.params
+
+
+def heaviest(rows: list[tuple[Row, _Node | None]], top: int | None,
+             key: SortKey = SortKey.MACS) -> list[tuple[Row, _Node | None]]:
+    """The ``top`` heaviest rows (``_weight``), in their given order; all rows without ``top``. Ties keep
+    model order."""
+    if top is None or top >= len(rows):
+        return rows
+    weights = [_weight(row, key) for row, _ in rows]
+    ranked = sorted(range(len(rows)), key=lambda i: (-weights[i][0], -weights[i][1], i))
+    chosen = set(ranked[:top])
+    return [pair for i, pair in enumerate(rows) if i in chosen]
+
+
 def _walk(node: _Node, ctx: tuple[int, str, ViewOptions], level: int, top: int | None) -> list[Row]:
     """Rows of ``node``'s children (sorted, cut to ``top``), each followed by its own children while the
     view is not yet ``depth`` scopes deep; a scope at the depth limit is one row."""
@@ -160,9 +181,7 @@ def _walk(node: _Node, ctx: tuple[int, str, ViewOptions], level: int, top: int |
     pairs = []
     for child in node.children.values():
         pairs.append((_node_row(child, total_macs, sep, level), child))
-    pairs = _sorted(pairs, view.sort)
-    if top is not None:
-        pairs = pairs[:top]
+    pairs = _sorted(heaviest(pairs, top, view.sort), view.sort)
     rows: list[Row] = []
     for row, child in pairs:
         rows.append(row)
@@ -176,103 +195,21 @@ def layer_view(report: Report, options: ViewOptions) -> tuple[Row, ...]:
     total = report.macs
     if options.depth is None:
         pairs = [(_layer_row(layer, total), None) for layer in report.layers]
-        pairs = _sorted(pairs, options.sort)
-        if options.top is not None:
-            pairs = pairs[:options.top]
-        return tuple(row for row, _ in pairs)
+        return tuple(row for row, _ in _sorted(heaviest(pairs, options.top, options.sort), options.sort))
     root = _build_tree(report.layers, max(options.depth, 1))
     return tuple(_walk(root, (total, scope_separator(report), options), 0, options.top))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """The whole model after a set of conversions: params and MACs, and the ratios now/after."""
-
-    label: str
-    converted: int
-    params: int
-    macs: int
-
-    def ratios(self, report: Report) -> tuple[float | None, float | None]:
-        """(params now / after, MACs now / after); None where a figure is 0 (nothing counted)."""
-        return _ratio(report.params, self.params), _ratio(report.macs, self.macs)
 
 
-def _ratio(before: int, after: int) -> float | None:
-    return before / after if before and after else None
+_MOVED = frozenset({"Outcome", "CandidateView", "candidate_views", "excluded_by_reason", "has_energy",
+                    "rank_saving", "summary", "top_candidates"})
 
 
-def _outcome(report: Report, label: str, savings: list[tuple[int, int]]) -> Outcome:
-    return Outcome(label=label, converted=len(savings), params=report.params - sum(p for p, _ in savings),
-                   macs=report.macs - sum(m for _, m in savings))
+def __getattr__(name: str):
+    # candidate views moved to candidates.py; older imports from here keep working (PEP 562)
+    if name in _MOVED:
+        from sepconv_cli.render import candidates
 
-
-def rank_saving(cand: Candidate) -> tuple[int, int] | None:
-    """(params saved, MACs saved) at the energy-chosen rank, None when no rank was chosen."""
-    if cand.rank is None or cand.params_at_rank is None:
-        return None
-    macs = 0
-    if cand.macs is not None and cand.macs_at_rank is not None:
-        macs = cand.macs - cand.macs_at_rank
-    return cand.params - cand.params_at_rank, macs
-
-
-def summary(report: Report) -> tuple[Outcome, ...]:
-    """Whole-model outcomes: every convertible candidate at T=1, and at its energy-chosen rank
-    (only when some rank was chosen: a model without weights has none)."""
-    convertible = [c for c in report.candidates if c.convertible]
-    outcomes = [_outcome(report, "T=1", [(c.params_saved, c.macs_saved) for c in convertible])]
-    at_rank = [s for s in (rank_saving(c) for c in convertible) if s is not None]
-    if at_rank:
-        target = report.energy_target if report.energy_target is not None else 0.0
-        outcomes.append(_outcome(report, f"energy {target:g}", at_rank))
-    return tuple(outcomes)
-
-
-def has_energy(report: Report) -> bool:
-    """True when at least one candidate carries a spectrum (the model has weights)."""
-    return any(c.energy_t1 is not None for c in report.candidates)
-
-
-def excluded_by_reason(report: Report) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Exclusions condensed: (reason, names) in order of first appearance."""
-    groups: dict[str, list[str]] = {}
-    for item in report.excluded:
-        groups.setdefault(item.reason, []).append(item.name)
-    return tuple((reason, tuple(names)) for reason, names in groups.items())
-
-
-@dataclass(frozen=True)
-class CandidateView:
-    """A candidate with its savings as shares of the model totals (fractions): at T=1 and at the
-    energy-chosen rank (``None`` when no rank was chosen)."""
-
-    cand: Candidate
-    macs_share_t1: float | None
-    params_share_t1: float
-    macs_share_rank: float | None
-    params_share_rank: float | None
-
-
-def candidate_views(report: Report) -> tuple[CandidateView, ...]:
-    """The report's candidates, in the planner's order, with their shares of the model totals."""
-    out = []
-    for cand in report.candidates:
-        at_rank = rank_saving(cand)
-        params = report.params + _fed_at_run_time(report, cand)
-        out.append(CandidateView(
-            cand=cand,
-            macs_share_t1=None if cand.macs is None else share_of(cand.macs_saved, report.macs),
-            params_share_t1=share_of(cand.params_saved, params),
-            macs_share_rank=None if at_rank is None else share_of(at_rank[1], report.macs),
-            params_share_rank=None if at_rank is None else share_of(at_rank[0], params),
-        ))
-    return tuple(out)
-
-
-def _fed_at_run_time(report: Report, cand: Candidate) -> int:
-    """Kernel elements of a candidate whose weight is a run-time input: not among the model's params, so
-    its shares are taken of the model plus that kernel (never above 100%)."""
-    if cand.convertible:
-        return 0
-    return max(0, cand.params - report.layer(cand.name).params)
+        return getattr(candidates, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

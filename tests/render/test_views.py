@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from report_builders import VGG_PARAMS, VGG_SEPARABLE_PARAMS, small_report, vgg_report
@@ -47,6 +48,36 @@ def test_sort_and_top():
     assert [r.name for r in by_name] == sorted(layer.name for layer in report.layers)
 
 
+@pytest.mark.parametrize("sort", [SortKey.ORDER, SortKey.NAME, SortKey.MACS])
+def test_top_keeps_the_heaviest_rows_in_every_order(sort):
+    report = vgg_report()
+    rows = layer_view(report, ViewOptions(sort=sort, top=3))
+    # the three 37.7M-MAC convs, whatever the order they are shown in
+    assert sorted(r.name for r in rows) == ["/block1/conv2/Conv", "/block2/conv2/Conv", "/block3/conv2/Conv"]
+    if sort is SortKey.ORDER:
+        assert [r.name for r in rows] == ["/block1/conv2/Conv", "/block2/conv2/Conv", "/block3/conv2/Conv"]
+
+
+def test_top_by_params_keeps_the_largest_rows():
+    rows = layer_view(vgg_report(), ViewOptions(top=2, sort=SortKey.PARAMS))
+    assert [r.name for r in rows] == ["/block3/conv2/Conv", "/block3/conv1/Conv"]
+    flat_order = layer_view(vgg_report(), ViewOptions(top=1, depth=1))
+    assert [r.name for r in flat_order] == ["block3"]  # ties with block2 on MACs; more params
+
+
+def test_top_limits_the_candidates_and_their_summary():
+    from sepconv_cli.render.candidates import candidate_views, summary, top_candidates
+
+    report = vgg_report()
+    top = top_candidates(report, 2)
+    assert [c.name for c in top] == [c.name for c in report.candidates[:2]]
+    assert len(candidate_views(report, 2)) == 2
+    saved = sum(c.params_saved for c in top if c.convertible)
+    assert summary(report, 2)[0].params == report.params - saved
+    assert summary(report, 2)[0].converted == 2
+    assert top_candidates(report, None) == report.candidates
+
+
 def test_depth_one_groups_by_first_scope():
     rows = layer_view(vgg_report(), ViewOptions(depth=1))
     assert [(r.name, r.level) for r in rows] == [("block1", 0), ("block2", 0), ("block3", 0),
@@ -61,9 +92,9 @@ def test_depth_one_groups_by_first_scope():
 
 def test_depth_two_nests_and_sorts_siblings():
     rows = layer_view(vgg_report(), ViewOptions(depth=2, sort=SortKey.MACS, top=1))
-    # the heaviest block first (block2 and block3 tie: model order), then its scopes by MACs
+    # the heaviest block (block2 and block3 tie on MACs: block3 has more params), then its scopes by MACs
     assert [(r.name, r.level, r.count) for r in rows] == [
-        ("block2", 0, 5), ("block2/conv2", 1, 2), ("block2/conv1", 1, 2), ("/block2/pool/MaxPool", 1, 1)]
+        ("block3", 0, 5), ("block3/conv2", 1, 2), ("block3/conv1", 1, 2), ("/block3/pool/MaxPool", 1, 1)]
     assert rows[1].macs == 37_748_736
 
 
