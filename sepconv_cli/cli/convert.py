@@ -128,6 +128,17 @@ def _calibration_hook(path: str | None, samples: int, max_output_error: float | 
     return CalibrationHook(path, options)
 
 
+def _distilling(hook, steps: int):
+    """The calibration step followed by ``steps`` of distillation (UsageError without --calibrate)."""
+    if steps < 0:
+        raise UsageError(f"--distill-steps must be at least 1, got {steps}")
+    if hook is None:
+        raise UsageError("--distill-steps trains on the unlabeled inputs of --calibrate: give --calibrate")
+    from sepconv_cli.pipeline.distill import DistillingHook
+
+    return DistillingHook(hook, steps)
+
+
 # Stages the progress bar stays up through (it covers rewriting and calibration, then gives way).
 _BAR_STAGES = ("load", "plan", "rewrite", "calibrate")
 
@@ -237,6 +248,10 @@ def convert(
     max_output_error: float | None = typer.Option(None, "--max-output-error", help="Cheapest plan whose "
                                                      "end-to-end relative output error is <= E."),
     threads: int = typer.Option(1, "--threads", help="Runtime threads for every latency measurement."),
+    eval_path: str | None = typer.Option(None, "--eval", help="Labelled .npz (inputs + labels or targets): "
+                                             "accuracy or PSNR before and after."),
+    distill_steps: int = typer.Option(0, "--distill-steps", help="With --calibrate, PyTorch sources: fine-tune "
+                                          "the converted model toward the original's outputs for N steps."),
     sweep: bool = typer.Option(False, "--sweep", help="Measure the frontier (error vs cost); write nothing."),
     sweep_points: int = typer.Option(6, "--sweep-points", help="Frontier plans --sweep builds and measures."),
     sweep_metric: Metric = typer.Option(Metric.LATENCY, "--sweep-metric", help="Cost the sweep trades off."),
@@ -262,9 +277,12 @@ def convert(
                        trust_pickle=trust_pickle, device="cpu", dynamic_dims=True)
     progress = _Progress(calibrating=calibrate is not None)
     hook = _calibration_hook(calibrate, calib_samples, max_layer_error, seed, progress)
+    if distill_steps:
+        hook = _distilling(hook, distill_steps)
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
-                             after_rewrite=hook, goal=goal, threads=threads)
+                             after_rewrite=hook, goal=goal, threads=threads,
+                             eval_path=eval_path)
     if sweep:
         _sweep(request, sweep_points, sweep_metric, fmt, goal)
         return

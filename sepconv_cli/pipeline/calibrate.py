@@ -66,6 +66,7 @@ class CalibrationHook:
     result: CalibResult | None = None
     inputs: dict | None = None
     notes: list = field(default_factory=list)
+    distillation: Any = None  # a DistillingHook's report; calibration alone never distills
 
     def __call__(self, loaded: LoadedModel, converted: Converted, backend: Any = None) -> Converted:
         fmt = loaded.report.model.format
@@ -80,7 +81,8 @@ class CalibrationHook:
     def verification_feed(self) -> tuple[dict, str, str]:
         """(inputs, source, role) to verify on: the samples held back from the fit (split as the drivers
         split them), or all of them, said so, when none were held back."""
-        assert self.inputs is not None, "verification_feed needs a calibration run first"
+        if self.inputs is None:
+            raise RuntimeError("verification_feed needs a calibration run first")
         count = min(len(a) for a in self.inputs.values())
         fit, held = split_samples(count, self.options.holdout, self.options.seed)
         chosen, role = (held, "held-back calibration") if len(held) else (fit, "in-sample calibration")

@@ -29,12 +29,13 @@ from sepconv_cli.backends.registry import (
     loader_for,
 )
 from sepconv_cli.core.records import Plan, Report, is_static
-from sepconv_cli.errors import PlanError, SepconvError, UsageError
+from sepconv_cli.errors import PlanError, UsageError
 from sepconv_cli.pipeline import manifest as manifest_mod
 from sepconv_cli.pipeline import verify as verify_mod
 from sepconv_cli.pipeline.convert_goal import Job, reach_goal
 from sepconv_cli.pipeline.output_files import check_output, publish, writing
 from sepconv_cli.pipeline.targeted import Goal, GoalOutcome
+from sepconv_cli.pipeline.verify_step import hook_feed, run_verification, verification_inputs, verification_record
 
 
 class Events:
@@ -60,6 +61,7 @@ class Hook(Protocol):
 
     report: Any
     notes: list
+    distillation: Any
 
     def __call__(self, loaded: LoadedModel, converted: Converted, backend: Backend) -> Converted:
         """The transformed converted model."""
@@ -91,6 +93,7 @@ class ConvertRequest:
     after_rewrite: Hook | None = None
     goal: Goal | None = None
     threads: int = 1
+    eval_path: str | None = None
 
 
 @dataclass
@@ -110,6 +113,8 @@ class ConversionResult:
     notes: list[str] = field(default_factory=list)
     calibration: Any = None
     goal: GoalOutcome | None = None
+    evaluation: Any = None
+    distillation: Any = None
 
     @property
     def written(self) -> bool:
@@ -162,69 +167,12 @@ def _analysed_shapes(report: Report) -> dict | None:
     return None
 
 
-@dataclass(frozen=True)
-class Feed:
-    """Verification inputs by input name, where they came from (a path, or ``random (seed S)``) and, when
-    they are not simply that file's arrays, their ``role`` (e.g. ``held-back calibration``)."""
-
-    arrays: dict
-    source: str
-    role: str = ""
-
-
-def verification_inputs(request: ConvertRequest, report: Report, notes: list[str] | None = None) -> Feed | None:
-    """Verification inputs: the ``--inputs`` file, seeded random ones, or None when the hook gives them."""
-    if request.inputs_path:
-        return Feed(verify_mod.load_inputs(request.inputs_path, report.model.inputs, notes), request.inputs_path)
-    if request.after_rewrite is not None:
-        return None  # calibration offers its held-back inputs
-    try:
-        arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES)
-        return Feed(arrays, f"random (seed {request.seed})")
-    except SepconvError as exc:
-        raise type(exc)(f"{report.model.path}: {exc}") from None
-
-
-def _hook_feed(hook: Hook, batch: int | None) -> Feed:
-    """The hook's verification inputs, cut to a multiple of a fixed batch ``batch`` (when there are enough)."""
-    arrays, source, role = hook.verification_feed()
-    count = min(len(a) for a in arrays.values())
-    if batch and count >= batch:
-        arrays = {name: a[:count - count % batch] for name, a in arrays.items()}
-    return Feed(arrays, source, role)
-
-
-def _verify(request: ConvertRequest, backend: Backend, models: tuple[Any, Any], feed: Feed,
-            batch: int | None) -> tuple:
-    """Verification (and latency when asked) of ``models`` = (before, after) on ``feed``; samples beyond
-    the model's fixed batch size ``batch`` (None: dynamic) run in chunks of it."""
-    before, after = models
-    inputs = feed.arrays
-    run_before, run_after = backend.runner(before), backend.runner(after)
-    result = verify_mod.verify(verify_mod.run_chunked(run_before, inputs, batch),
-                               verify_mod.run_chunked(run_after, inputs, batch), feed.source, request.tolerance,
-                               role=feed.role)
-    latency = None
-    if request.benchmark:
-        one = verify_mod.chunks(inputs, batch)[0]  # latency of one model call
-        latency = verify_mod.benchmark(lambda: run_before(one), lambda: run_after(one))
-    return result, latency
-
-
 def _options_record(request: ConvertRequest, convert: ConvertOptions) -> dict:
     """The options used, as plain JSON values (for the manifest)."""
     plan = asdict(request.plan)
     return {"plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
             "convert": convert.record(), "verify": request.verify, "inputs": request.inputs_path,
             "tolerance": request.tolerance, "seed": request.seed}
-
-
-def _verification_record(result: verify_mod.Verification | None) -> dict | None:
-    if result is None:
-        return None
-    return {"inputs": result.inputs_source, "inputs_role": result.inputs_role, "rel_l2": result.rel_l2, "max_abs": result.max_abs,
-            "tolerance": result.tolerance, "passed": result.passed,
-            "outputs": [asdict(o) for o in result.outputs]}
 
 
 def _plan(request: ConvertRequest, job: Job, clock: _Clock, notes: list[str]) -> tuple[Plan, Any, Any]:
@@ -281,6 +229,7 @@ def _build(request: ConvertRequest, result: ConversionResult, job: Job, clock: _
     if hook is not None:
         converted = clock.run("calibrate", hook, job.loaded, converted, job.backend)
         result.calibration = hook.report
+        result.distillation = hook.distillation
         result.notes.extend(hook.notes)
     return converted
 
@@ -291,12 +240,16 @@ def _finish(request: ConvertRequest, result: ConversionResult, job: Job, tmpdir:
     output."""
     loaded, backend, output = job.loaded, job.backend, request.output
     feed = verification_inputs(request, loaded.report, result.notes) if request.verify else None  # fail early
+    if request.eval_path:
+        from sepconv_cli.pipeline.evaluate import load_eval
+
+        load_eval(request.eval_path, loaded.report.model.inputs, verify_mod.fixed_batch(loaded.report.model.inputs))
     if prebuilt is None:
         converted = _build(request, result, job, clock)
     else:
         converted = prebuilt
         chosen = result.goal.trials[result.goal.chosen] if result.goal and result.goal.chosen is not None else None
-        result.calibration = chosen.calibration if chosen else None
+        result.calibration, result.distillation = chosen.calibration if chosen else (None, None)
     result.plan, result.folded_bn = converted.plan, tuple(converted.folded_bn)
     staged = os.path.join(tmpdir, os.path.basename(output))
     shapes = dict(request.load.input_shapes) or _analysed_shapes(loaded.report)
@@ -304,9 +257,9 @@ def _finish(request: ConvertRequest, result: ConversionResult, job: Job, tmpdir:
         clock.run("save", backend.save, converted, staged, shapes)
     if request.verify:
         models = (backend.source(loaded), backend.output_source(converted, staged))
-        batch = verify_mod.fixed_batch(loaded.report.model.inputs)
-        feed = feed or _hook_feed(request.after_rewrite, batch)
-        result.verification, result.latency = clock.run("verify", _verify, request, backend, models, feed, batch)
+        feed = feed or hook_feed(request.after_rewrite, verify_mod.fixed_batch(loaded.report.model.inputs))
+        result.verification, result.latency, result.evaluation = clock.run(
+            "verify", run_verification, request, backend, models, feed, loaded.report)
     result.after = clock.run("analyse", _reanalyse, staged, output, request.load, result.notes)
     _publish(request, result, job, tmpdir, staged)
 
@@ -318,7 +271,7 @@ def _publish(request: ConvertRequest, result: ConversionResult, job: Job, tmpdir
         before=result.before, plan=result.plan, output_path=output,
         output_format=after.model.format if after else os.path.splitext(output)[1].lstrip("."),
         options=_options_record(request, job.options), after=after,
-        verification=_verification_record(result.verification),
+        verification=verification_record(result.verification),
         calibration=asdict(result.calibration) if result.calibration is not None else None)
     with writing(os.path.dirname(os.path.abspath(output))):
         with open(manifest_mod.manifest_path(staged), "w", encoding="utf-8") as fh:

@@ -59,14 +59,15 @@ def measurement_inputs(request: ConvertRequest, loaded: LoadedModel, notes: list
 
 
 def calibrator(request: ConvertRequest, job: Job):
-    """``converted -> (converted, calibration report)``: the request's calibration step, or identity."""
+    """``converted -> (converted, (calibration report, distillation report))``: the request's calibration
+    step (with distillation when asked), or identity."""
     hook = request.after_rewrite
 
     def calibrate(converted: Converted) -> tuple[Converted, Any]:
         if hook is None:
-            return converted, None
+            return converted, (None, None)
         refit = hook(job.loaded, converted, job.backend)
-        return refit, hook.report
+        return refit, (hook.report, hook.distillation)
 
     return calibrate
 

@@ -17,6 +17,7 @@ from sepconv_cli.core.records import (
 )
 from sepconv_cli.pipeline.convert import ConversionResult
 from sepconv_cli.render.convert_goal import goal_dict
+from sepconv_cli.render.convert_quality import distillation_dict, evaluation_dict, output_extra, verification_extra
 from sepconv_cli.render.convert_text import layer_errors, render_table
 
 __all__ = ["layer_errors", "render_json", "render_table", "result_dict"]
@@ -40,9 +41,9 @@ def _verification(result: ConversionResult) -> dict | None:
     if v is None:
         return None
     return {"inputs": v.inputs_source, "inputs_role": v.inputs_role or None, "samples": v.samples, "rel_l2": v.rel_l2, "max_abs": v.max_abs,
-            "tolerance": v.tolerance, "passed": v.passed,
+            "tolerance": v.tolerance, "passed": v.passed, **verification_extra(v),
             "outputs": [{"name": o.name, "max_abs": o.max_abs, "rel_l2": o.rel_l2, "cosine": o.cosine,
-                         "top1": o.top1} for o in v.outputs]}
+                         "top1": o.top1, **output_extra(o)} for o in v.outputs]}
 
 
 def _calibration(cal: CalibrationReport | None) -> dict | None:
@@ -75,6 +76,8 @@ def result_dict(result: ConversionResult) -> dict:
                                              "ratio": lat.ratio, "runs": lat.runs},
         "calibration": _calibration(result.calibration),
         "goal": goal_dict(result.goal),
+        "evaluation": evaluation_dict(result.evaluation),
+        "distillation": distillation_dict(result.distillation),
         "timings_s": dict(result.timings), "notes": list(result.notes),
     }
 

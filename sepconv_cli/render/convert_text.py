@@ -1,7 +1,8 @@
 """The human report of `convert` (rich, for stderr), readable in an 80-column terminal.
 
 Totals before/after, the converted layers, layers left alone, calibration (summary and per-layer table
-with reasons as numbered footnotes), verification, latency, stage times. Long layer names are cut in the
+with reasons as numbered footnotes), distillation, verification and labelled evaluation
+(``convert_quality``), latency, stage times. Long layer names are cut in the
 middle (``text.fit_names``) so that every column stays; plain lines break between their parts.
 Units: params in elements, MACs, file sizes in bytes, latency in milliseconds, times in seconds.
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from sepconv_cli.core.records import CalibratedLayer, CalibrationReport
 from sepconv_cli.render import text
 from sepconv_cli.render.convert_goal import goal_lines
+from sepconv_cli.render.convert_quality import distill_lines, evaluation_lines, verify_lines
 
 # How each error basis of a calibration report reads in the table.
 BASIS_TEXT = {"holdout": "held-back inputs", "fit": "fit inputs"}
@@ -57,27 +59,6 @@ def _summary_lines(result, width: int) -> list[str]:
         names = result.folded_bn
         shown = names[0] if len(names) == 1 else f"{len(names)} layers"
         lines.append(f"BatchNorm folded into the conv before it: {shown} (names in the manifest)")
-    return lines
-
-
-def _verify_lines(result, width: int) -> list[str]:
-    v = result.verification
-    if v is None:
-        return [] if result.output is None else ["verification: skipped (--no-verify)"]
-    if v.inputs_role:
-        lines = text.wrap_parts("verification on ", [f"{v.samples} {v.inputs_role} input(s)", f"({v.inputs_source}):"],
-                                width, sep=" ", indent="  ")
-    else:
-        lines = [f"verification on {v.inputs_source}, {v.samples} sample(s):"]
-    for o in v.outputs:
-        parts = [f"max abs {o.max_abs:.3g}", f"rel L2 {o.rel_l2:.3g}", f"cosine {o.cosine:.6f}"]
-        parts += [] if o.top1 is None else [f"top-1 agreement {text.percent(o.top1)}"]
-        lines += text.wrap_parts(f"  {o.name}: ", parts, width)
-    if v.tolerance is not None:
-        verdict = "within" if v.passed else "EXCEEDS"
-        parts = [f"relative error {v.rel_l2:.3g} {verdict} tolerance {v.tolerance:g}"]
-        lines += text.wrap_parts("  ", parts + ([] if v.passed else ["(the file was written anyway)"]), width,
-                                 sep=" ")
     return lines
 
 
@@ -184,7 +165,9 @@ def render_table(result, width: int = 100, color: bool = False) -> str:
     if result.calibration is not None:
         lines(_calibration_lines(result.calibration))
         table(_calibration_table(result.calibration, width))
-    lines(_verify_lines(result, width) + _latency_lines(result, width) + [f"note: {n}" for n in result.notes])
+    lines(distill_lines(result.distillation, width))
+    lines(verify_lines(result, width) + evaluation_lines(result.evaluation, width)
+          + _latency_lines(result, width) + [f"note: {n}" for n in result.notes])
     if result.timings:
         lines(text.wrap_parts("time: ", [f"{k} {v:.2f}s" for k, v in result.timings.items()], width,
                               indent="      "))
