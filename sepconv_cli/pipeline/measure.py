@@ -95,8 +95,8 @@ class Measurer:
         if self._reference is None:
             self._reference = verify_mod.run_chunked(run, self.feed, self.batch)
         after = verify_mod.run_chunked(self.backend.runner(converted.native, self.threads), self.feed, self.batch)
-        result = verify_mod.verify(self._reference, after, "held-back")
-        error, label = result.rel_l2, "output"
+        result = verify_mod.verify(self._reference, after, "held-back", inputs=self.feed)
+        error, label = verify_mod.headline_error(result)
         agreement = [o.top1 for o in result.outputs if o.top1 is not None]
         return error, label, (agreement[0] if agreement else None)
 
