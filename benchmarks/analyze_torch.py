@@ -2,6 +2,9 @@
 
 1. The same loaded module (ResNet-50 at 224x224, a 3-D UNet at 64^3) counted by sepconv's engine,
    fvcore's FlopCountAnalysis and torch's FlopCounterMode: MACs and seconds, with ratios.
+   ``sepconv_cli.analyze(module, input_shape=...)`` (the public API: counting plus every candidate's
+   spectrum from the real weights) is timed beside ``FlopCountAnalysis(...).total()`` on the in-memory
+   ResNet-50, and their ratio printed (the issue-15 target: the API costs no more than fvcore).
 2. Peak RSS (bytes, VmHWM of a fresh subprocess each) of analysing a >=1B-parameter model
    built on the meta device vs on the CPU.
 
@@ -64,7 +67,12 @@ def _engines(model, x):
             model(x)
         return counter.get_total_flops() // 2
 
-    return {"sepconv": sepconv, "fvcore": fvcore, "FlopCounterMode": flop_counter}
+    def api():
+        import sepconv_cli
+
+        return sepconv_cli.analyze(model, input_shape=tuple(x.shape)).macs
+
+    return {"sepconv": sepconv, "sepconv_cli.analyze": api, "fvcore": fvcore, "FlopCounterMode": flop_counter}
 
 
 def compare_engines() -> None:
@@ -74,14 +82,16 @@ def compare_engines() -> None:
 
     cases = {"ResNet-50 1x3x224x224": (ResNet50, (1, 3, 224, 224)),
              "3-D UNet 1x1x64x64x64": (lambda: UNet3D(base=16), (1, 1, 64, 64, 64))}
-    print(f"{'model':24} {'engine':16} {'MACs':>15} {'seconds':>8} {'x sepconv':>9}")
+    print(f"{'model':24} {'engine':20} {'MACs':>15} {'seconds':>8} {'x sepconv':>9}")
     for label, (factory, shape) in cases.items():
         torch.manual_seed(0)
         model, x = factory().eval(), torch.randn(shape)
         results = {name: _timed(func) for name, func in _engines(model, x).items()}
         base = results["sepconv"][1]
         for name, (macs, seconds) in results.items():
-            print(f"{label:24} {name:16} {macs:>15,} {seconds:>8.3f} {seconds / base:>9.2f}")
+            print(f"{label:24} {name:20} {macs:>15,} {seconds:>8.3f} {seconds / base:>9.2f}")
+        api, fv = results["sepconv_cli.analyze"][1], results["fvcore"][1]
+        print(f"{label:24} API / fvcore time: {api / fv:.2f} (target <= 1: analyze also reads every spectrum)")
 
 
 def measure_rss(device: str) -> None:
@@ -121,6 +131,8 @@ def compare_rss() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--rss":
         measure_rss(sys.argv[2])
+    elif sys.argv[1:] == ["--engines"]:
+        compare_engines()
     else:
         compare_rss()
         compare_engines()

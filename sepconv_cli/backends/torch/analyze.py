@@ -169,7 +169,8 @@ def analyze_module(model: torch.nn.Module, info: ModelInfo, options: LoadOptions
     model = model.eval()
     model, trace, warnings = _trace(model, info, options, rebuild, scripted)
     trace.warnings = warnings + trace.warnings
-    inputs = tuple(TensorInfo(n or f"input_{i}", s) for i, (n, s) in enumerate(
+    dtype = str(_dtype(model)).replace("torch.", "")
+    inputs = tuple(TensorInfo(n or f"input_{i}", s, dtype) for i, (n, s) in enumerate(
         options.input_shapes or [(None, s) for s in getattr(model, "example_input_shapes", ())]))
     tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}.values()
     model_info = ModelInfo(info.path, info.format, info.file_size, inputs)

@@ -4,8 +4,9 @@ Each ``load_*`` takes ``(source, LoadOptions)`` and returns a ``LoadedModel``. U
 code, so ``torch.load`` always uses ``weights_only=True`` unless ``options.trust_pickle`` is set, and a
 ``.pt2`` archive is inspected (``pt2_scan``) before ``torch.export.load`` reads it: a member that would
 need the full unpickler, or would otherwise run code, is refused by name unless ``trust_pickle``.
-Entry points are built on the meta device by default (no weight memory); where the forward cannot run
-on meta the model is rebuilt on the CPU and the report says so.
+Entry points are built on the CPU when their weights fit in memory and on the meta device (no weight
+memory) otherwise, unless a device is asked for (``device.py``); where the forward cannot run on meta the
+model is rebuilt on the CPU and the report says so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 import torch
 
 from sepconv_cli.backends.base import LoadedModel, LoadOptions
+from sepconv_cli.backends.torch import device as device_choice
 from sepconv_cli.backends.torch import entrypoint
 from sepconv_cli.backends.torch.analyze import analyze_module, first_line, weight_bytes
 from sepconv_cli.backends.torch.graph import propagate_shapes, trace_graph
@@ -42,18 +44,31 @@ def _info(source: str, fmt: str) -> ModelInfo:
 
 
 def load_entrypoint(source: str, options: LoadOptions) -> LoadedModel:
-    """Build ``package.module:factory`` (meta device by default) and count it."""
-    device = None if options.device in ("", "cpu") else options.device
+    """Build ``package.module:factory`` and count it: on the device asked, or with ``"auto"`` on the CPU
+    when its weights fit in memory and on the meta device otherwise (``device.choose``). The report's
+    ``model.device`` says where it was counted; a meta build is also a warning (no energy figures)."""
+    choice = None
+    if options.device == device_choice.AUTO:
+        choice = device_choice.choose(entrypoint.build(source, options.kwargs_json, "meta"))
+    device = choice.device if choice is not None else options.device
+    device = None if device in ("", "cpu") else device
 
     def rebuild():
         return entrypoint.build(source, options.kwargs_json, "cpu")
 
     model = entrypoint.build(source, options.kwargs_json, device)
     loaded = analyze_module(model, _info(source, "entrypoint"), options, rebuild=rebuild)
-    if device == "meta" and isinstance(loaded.native, torch.nn.Module) and _on_meta(loaded.native):
+    on_meta = isinstance(loaded.native, torch.nn.Module) and _on_meta(loaded.native)
+    report = loaded.report
+    report = replace(report, model=replace(report.model, device="meta" if on_meta else "cpu"))
+    if on_meta and (choice is None or not choice.warn):
         note = "built on the meta device: no weights, so no energy figures (pass --device cpu for them)"
-        loaded = replace(loaded, report=replace(loaded.report, warnings=loaded.report.warnings + (note,)))
-    return loaded
+        report = replace(report, warnings=report.warnings + (note,))
+    elif choice is not None and choice.warn:
+        report = replace(report, warnings=report.warnings + (choice.reason,))
+    elif choice is not None:
+        report = replace(report, notes=report.notes + (choice.reason,))
+    return replace(loaded, report=report)
 
 
 def _on_meta(model: torch.nn.Module) -> bool:

@@ -151,9 +151,13 @@ def apply_manifest(module: nn.Module, manifest_layers: Iterable[Any], depthwise_
     """Turn the ORIGINAL architecture ``module`` into the converted structure, in place; returns it.
 
     ``manifest_layers``: the manifest's per-layer entries (mappings or ``PlannedLayer`` records; keys in
-    the module docstring). After this, ``module.load_state_dict(saved, strict=True)`` restores a
-    converted model saved as a state_dict.
+    the module docstring), or the whole manifest (its ``layers`` and ``depthwise_bias`` are read). After
+    this, ``module.load_state_dict(saved, strict=True)`` restores a converted model saved as a state_dict
+    (``sepconv_cli.load_converted`` does all three steps).
     """
+    if isinstance(manifest_layers, Mapping):  # the manifest itself, as read from its JSON file
+        depthwise_bias = bool(manifest_layers.get("depthwise_bias", depthwise_bias))
+        manifest_layers = manifest_layers.get("layers", ())
     for entry in manifest_layers:
         name, rank = _field(entry, "name"), _field(entry, "rank")
         if not isinstance(rank, int) or rank < 1:

@@ -201,8 +201,8 @@ def build_report(trace: Trace, info: ModelInfo, extra: tuple[tuple[str, int], ..
 def with_bn_folded(report: Report, affine: dict[str, int]) -> Report:
     """``report`` plus ``extra["params_bn_folded"]`` when a BN follows a conv: the params after folding
     each such BN into its conv, as ONNX exporters do. ``affine`` maps a BN row name to its gamma+beta
-    elements; folding drops them and gives a bias-less conv a bias of Cout elements. A warning states both
-    figures, so every format says why the extra figure differs."""
+    elements; folding drops them and gives a bias-less conv a bias of Cout elements. A note (shown on
+    request, ``--verbose``) states both figures, so every format can say why the extra figure differs."""
     saved = 0
     for layer in report.layers:
         if layer.conv is not None and affine.get(layer.bn_follows or ""):
@@ -212,4 +212,4 @@ def with_bn_folded(report: Report, affine: dict[str, int]) -> Report:
     folded = report.params - saved
     note = (f"params {folded:,} after folding BatchNorm into the preceding convs (as ONNX exporters do): "
             f"{report.params:,} as trained")
-    return replace(report, extra=report.extra + (("params_bn_folded", folded),), warnings=report.warnings + (note,))
+    return replace(report, extra=report.extra + (("params_bn_folded", folded),), notes=report.notes + (note,))

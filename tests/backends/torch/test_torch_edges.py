@@ -144,7 +144,7 @@ def test_bn_folded_params_come_with_a_reason():
     folded = dict(report.extra)["params_bn_folded"]
     assert folded < report.params
     assert (f"params {folded:,} after folding BatchNorm into the preceding convs (as ONNX exporters do): "
-            f"{report.params:,} as trained") in report.warnings
+            f"{report.params:,} as trained") in report.notes
 
 
 def _scripted(model: nn.Module, tmp_path) -> str:
