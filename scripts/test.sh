@@ -7,7 +7,7 @@ python3 -m venv .venv-test
 python -m pip install -q --upgrade pip
 python -m pip install -q -c constraints.txt -e ".[dev]"
 set +e
-python -m pytest -q "$@"
+python -m pytest -q -rs "$@"  # -rs: say why a test was skipped (e.g. no chromium for the browser test)
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

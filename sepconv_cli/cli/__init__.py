@@ -24,7 +24,7 @@ CONVENTIONS = (
 )
 
 COMMANDS = {"analyze": "sepconv_cli.cli.analyze", "convert": "sepconv_cli.cli.convert",
-            "check": "sepconv_cli.cli.check"}
+            "check": "sepconv_cli.cli.check", "diff": "sepconv_cli.cli.diff"}
 """Command name -> module holding ``HELP`` and a function of the same name; listed in ``--help`` order."""
 
 
@@ -35,7 +35,7 @@ def _version_callback(value: bool) -> None:
 
 
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+    version: bool = typer.Option(False, "--version", "-V", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """sepconv: analyze, convert and check convolutional models."""
@@ -47,6 +47,8 @@ EXAMPLES = """Examples:
   sepconv analyze model.onnx                   # layers, totals, candidates
   sepconv convert model.onnx -o model.sep.onnx # rewrite, verify, export
   sepconv check model.onnx --max-macs 600M     # CI gate: exit 1 when over
+  sepconv diff model.onnx model.sep.onnx       # per-layer changes between two models
+  sepconv analyze model.onnx -o report.html    # a report to look at (format from the suffix)
 
 """
 
@@ -61,6 +63,7 @@ def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
+        suggest_commands=False,  # click already says "Did you mean ...?"; once is enough
     )
     application.callback()(_root)
     for name in names:

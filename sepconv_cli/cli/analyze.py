@@ -1,6 +1,7 @@
 """`sepconv analyze` command (thin: parse options, run the analysis pipeline, render, print or write).
 
-Data goes to stdout (or ``--output``, written atomically); warnings and notes go to stderr.
+Data goes to stdout (or ``--output``, written atomically); warnings go to stderr, and notes (what a
+figure means, which device an entry point was built on) too with ``--verbose``.
 Exit codes: 0 ok, 2 usage, input or output error (one line on stderr, through ``handle_errors``).
 """
 
@@ -51,9 +52,14 @@ Example:
     sepconv analyze samples/vgg_cifar.onnx                  # table on a terminal
     sepconv analyze model.onnx --depth 2 --sort macs --top 5
     sepconv analyze model.onnx --input-shape input=1x3x224x224 --format json -o report.json
+    sepconv analyze model.onnx -o report.html                # a page with charts (no network)
     sepconv analyze mypkg.nets:resnet18 --kwargs '{{"num_classes": 10}}' --device cpu
 
-Output is a table on a terminal and JSON otherwise (or from the --output suffix: .json, .csv, .md).
+Output is a table on a terminal and JSON otherwise (or from the --output suffix: .json, .csv, .md,
+.html, .txt). --top N keeps the N heaviest rows (by params with --sort params, else by MACs) in any
+order, and the N candidates saving the most MACs; JSON keeps every layer and candidate and puts the
+view under "view". Tables show ONNX node names as module paths (/layer1/layer1.0/conv1/Conv ->
+layer1.0.conv1); JSON and CSV keep the full names.
 Candidates: convs whose depthwise + pointwise form at rank T=1 is cheaper; T is the smallest rank that
 keeps --energy of the kernel's squared norm (after folding a following BatchNorm); risk reads the
 energy kept at T=1 (low >= 0.9, medium >= 0.6, high below).
@@ -102,7 +108,7 @@ def analyze(
                                         help="Group rows by their first N name scopes (a hierarchy)."),
     sort: SortKey = typer.Option(SortKey.ORDER, "--sort", help="Order of the layer rows."),
     top: int | None = typer.Option(None, "--top", show_default=False,
-                                      help="Keep only the first N (top-level) rows after sorting."),
+                                      help="Keep only the N heaviest (top-level) rows and candidates."),
     input_shape: list[str] | None = INPUT_SHAPE_OPTION,
     energy: float = typer.Option(0.9, "--energy", help="Energy share each candidate's rank T must keep."),
     rank_by: RankBy = typer.Option(RankBy.MACS, "--rank-by", help="Order of the candidates (by savings or by "
@@ -118,6 +124,8 @@ def analyze(
     trust_pickle: bool = TRUST_PICKLE_OPTION,
     engine: Engine = ENGINE_OPTION,
     device: Device = DEVICE_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print notes on stderr (which device an "
+                                                                 "entry point was built on, BatchNorm folding)."),
 ) -> None:
     """Analyse MODEL: layers, totals, separable candidates."""
     from sepconv_cli.pipeline.analyze import analyze_model
@@ -131,6 +139,8 @@ def analyze(
     report = analyze_model(model, load_options, candidate_options)
     for warning in report.warnings:
         typer.echo(f"sepconv: warning: {warning}", err=True)
+    for note in report.notes if verbose else ():
+        typer.echo(f"sepconv: note: {note}", err=True)
     chosen = _choose_format(fmt, output)
     text = render(report, chosen, RenderOptions(view=view, width=terminal_width(), color=use_color(output)))
     _emit(text, output, chosen)

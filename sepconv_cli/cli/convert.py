@@ -9,6 +9,7 @@ import typer
 
 from sepconv_cli.backends.registry import LoadOptions
 from sepconv_cli.cli.common import handle_errors, parse_input_shapes, terminal_width
+from sepconv_cli.cli.convert_report import report_format, write_report
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline.convert import ConvertRequest, Events
 from sepconv_cli.pipeline.convert import convert as run_pipeline
@@ -191,7 +192,8 @@ class _Progress(Events):
             self._bar = None
 
 
-def _sweep(request: ConvertRequest, points: int, metric: Metric, fmt: ConvertFormat, goal: Goal | None) -> None:
+def _sweep(request: ConvertRequest, points: int, metric: Metric, fmt: ConvertFormat, goal: Goal | None,
+           report: str | None = None) -> None:
     """``--sweep``: print the measured frontier (stdout) and write nothing."""
     if goal is not None and goal.kind is not GoalKind.DEFAULT:
         raise UsageError("--sweep measures many budgets: drop --target-*/--max-output-error")
@@ -205,6 +207,7 @@ def _sweep(request: ConvertRequest, points: int, metric: Metric, fmt: ConvertFor
     result = run_sweep(request, points, metric)
     render = render_sweep_json if fmt is ConvertFormat.JSON else render_sweep_table
     typer.echo(render(result), nl=False)
+    write_report(report, sweep=result)
 
 
 @handle_errors
@@ -230,6 +233,9 @@ def convert(
     benchmark: bool = typer.Option(False, "--benchmark", help="Median latency before/after (interleaved)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     fmt: ConvertFormat = typer.Option(ConvertFormat.TABLE, "--format", help="table (stderr) or json (stdout)."),
+    report: str | None = typer.Option(None, "--report", metavar="FILE", help="Also write the report to FILE, in "
+                                      "the format its suffix names: .json, .html (before/after per layer; the "
+                                      "frontier with --sweep), .txt."),
     input_shape: list[str] | None = typer.Option(None, "--input-shape", help="[name=]1x3x224x224."),
     kwargs: str = typer.Option("", "--kwargs", help="JSON object of entry-point factory arguments."),
     arch: str | None = typer.Option(None, "--arch", help="Entry point building a state_dict's module."),
@@ -283,8 +289,9 @@ def convert(
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
                              after_rewrite=hook, goal=goal, threads=threads,
                              eval_path=eval_path)
+    report_format(report)  # a bad suffix fails before any work
     if sweep:
-        _sweep(request, sweep_points, sweep_metric, fmt, goal)
+        _sweep(request, sweep_points, sweep_metric, fmt, goal, report)
         return
     try:
         result = run_pipeline(request, events=progress)
@@ -292,6 +299,7 @@ def convert(
         progress.close()
     text, to_stderr = RENDERERS[fmt](result)
     typer.echo(text, err=to_stderr, nl=False)
+    write_report(report, result)
     if result.goal is not None and not result.goal.met and result.goal.goal.kind is not GoalKind.DEFAULT:
         typer.echo(f"sepconv: {result.goal.reason or 'the goal ' + result.goal.goal.describe() + ' was not met'}; "
                    f"{output} holds the closest plan found", err=True)

@@ -63,7 +63,7 @@ class LayerChange:
         """(MACs before, MACs after); None where a side's MACs are unknown."""
         before = 0 if self.before is None else self.before.macs
         after_values = [x.macs for x in self.after]
-        after = None if any(v is None for v in after_values) else sum(after_values)
+        after = None if any(v is None for v in after_values) else sum(v or 0 for v in after_values)
         return before, after
 
     @property

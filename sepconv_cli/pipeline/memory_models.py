@@ -65,7 +65,8 @@ def run_conversion(source: str, output: Any, load: LoadOptions, options: Mapping
     unknown = set(options) - PLAN_FIELDS - RUN_FIELDS - LOAD_FIELDS
     if unknown:
         raise UsageError(f"convert() got unknown option(s): {', '.join(sorted(unknown))}")
-    plan = {k: (tuple(v) if k in ("select", "exclude") else v) for k, v in options.items() if k in PLAN_FIELDS}
+    plan: dict[str, Any] = {k: (tuple(v) if k in ("select", "exclude") else v) for k, v in options.items()
+                            if k in PLAN_FIELDS}
     if not any(plan.get(k) for k in ("rank", "energy", "max_error", "full_rank")):
         plan["energy"] = 0.9
     request = ConvertRequest(source=source, output=None if output is None else os.fspath(output), load=load,

@@ -31,8 +31,8 @@ def _shape(value: Any) -> tuple | None:
 def _conv(data: dict | None) -> ConvSpec | None:
     if not data:
         return None
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
-              if k in ConvSpec.__dataclass_fields__}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                              if k in ConvSpec.__dataclass_fields__}
     return ConvSpec(**fields)
 
 

@@ -228,6 +228,7 @@ def growth_lines(diff: ModelDiff, source: str, top: int = 5) -> tuple[str, ...]:
     lines = [f"Layers that grew most since {source} ({len(grew)} of {len(diff.changed)} changed):"]
     for c in grew:
         macs, params = grown(c)
-        lines.append(f"  {MARKS[c.change]} {shown.get(c.name, c.name)}: MACs {_arrow(*c.macs, c)} "
-                     f"({macs:+,}), params {_arrow(*c.params, c)} ({params:+,})")
+        parts = [f"MACs {_arrow(*c.macs, c)} ({macs:+,})"] if macs else []
+        parts += [f"params {_arrow(*c.params, c)} ({params:+,})"] if params else []
+        lines.append(f"  {MARKS[c.change]} {shown.get(c.name, c.name)}: " + ", ".join(parts))
     return tuple(lines)

@@ -2,7 +2,8 @@
 
 One ``::error file=MODEL,title=sepconv check: BUDGET::MESSAGE`` per exceeded or unknown budget and per
 model that could not be loaded (GitHub shows it as an annotation on the run and on the file when the
-model is tracked in the repository) and one ``::notice`` per model summarising the budgets that hold.
+model is tracked in the repository), one ``::notice`` per model whose budgets all hold (none for a model
+with a failing or unknown budget), and a summary notice.
 Values are escaped as the workflow-command syntax requires: ``%``, CR and LF in messages; additionally
 ``:`` and ``,`` in properties.
 """
@@ -42,7 +43,10 @@ def render_github(result: CheckResult, options: CheckRenderOptions) -> str:
                                  title=f"sepconv check: {outcome.metric} {verdict}"))
     for error in result.errors:
         lines.append(command("error", error_text(error), file=error.model, title="sepconv check: model not loaded"))
+    failing = {r.model for r in result.results if not r.passed} | {e.model for e in result.errors}
     for model, messages in passes.items():
+        if model in failing:  # "budgets hold" would read as a pass for a model that fails
+            continue
         lines.append(command("notice", f"{model}: " + "; ".join(messages), file=model,
                              title="sepconv check: budgets hold"))
     lines.append(command("notice", summary_line(result), title="sepconv check"))

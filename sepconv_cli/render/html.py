@@ -34,7 +34,8 @@ tr.heavy td{font-weight:600}tr.zero td{color:#8a8f98}tr.fail td{color:#b3261e}tr
 .card b{display:block;font-size:18px}.card span{color:#5b6270;font-size:12px}
 .grid{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:6px 8px}
 figcaption{font-size:12px;max-width:260px;overflow-wrap:anywhere}
-details{margin-left:16px}details>summary{cursor:pointer}.scope{display:inline-grid;grid-template-columns:230px 150px 110px 120px 110px;align-items:center}
+details{margin-left:16px}details>summary{cursor:pointer}
+.scope{display:inline-grid;grid-template-columns:230px 150px 110px 120px 110px;align-items:center}
 .leaf{margin-left:30px}svg .nosave{fill:#fbeaea}
 svg text{font:10px system-ui,sans-serif;fill:#3a404c}svg .label{font-size:11px}svg .axis{stroke:#9aa1ac}
 svg .curve{fill:none;stroke:#3b6fb6;stroke-width:2}svg .tstar{stroke:#c0392b;stroke-dasharray:4 3}
@@ -138,7 +139,8 @@ def _hierarchy(report: Report) -> str:
         return "<p>The layer names carry no scopes.</p>"
     rows = layer_view(report, ViewOptions(depth=depth, sort=SortKey.ORDER))
     names = row_names(report, rows)
-    out, open_levels = [], []
+    out: list[str] = []
+    open_levels: list[int] = []
     for row, name in zip(rows, names):
         while open_levels and open_levels[-1] >= row.level:
             out.append("</details>")

@@ -82,3 +82,11 @@ def render_convert_html(result: Any, frontier: Sequence[Mapping[str, Any]] | Non
     if frontier:
         body.append(section("frontier", "Accuracy / speed frontier", frontier_chart(frontier)))
     return page(f"sepconv convert {before.model.path}", body, "convert")
+
+
+def render_frontier_html(source: str, frontier: Sequence[Mapping[str, Any]]) -> str:
+    """The measured frontier of ``convert --sweep`` on ``source`` as one self-contained page."""
+    head = (f"<h1>sepconv convert --sweep</h1><p class=\"sub\"><code>{escape(source)}</code>: one point per "
+            "budget, measured end to end; &#9733; the knee</p>")
+    return page(f"sepconv convert --sweep {source}", [head, section("frontier", "Accuracy / speed frontier",
+                                                                   frontier_chart(frontier))], "sweep")

@@ -6,6 +6,8 @@ are percentages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sepconv_cli.core.records import Report
 from sepconv_cli.render import RenderOptions
 from sepconv_cli.render import text as tx
@@ -18,7 +20,7 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(headers: list[str], rows: list[list[object]], right: int = 1) -> list[str]:
+def _table(headers: list[str], rows: Sequence[Sequence[object]], right: int = 1) -> list[str]:
     """A pipe table; columns from index ``right`` on are right-aligned (numbers)."""
     align = ["---" if i < right else "---:" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]

@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from sepconv_cli.core.records import ConvSpec, Layer, Report, Shape
 
 NO_FORMULA = "no formula"
+
+P = TypeVar("P", bound=tuple)
+"""A (row, node) pair of a view under construction."""
 
 
 class SortKey(str, Enum):
@@ -148,11 +152,11 @@ SORTERS: dict[SortKey, Callable[[Row], object] | None] = {
 }
 
 
-def _sorted(rows: list[tuple[Row, _Node | None]], key: SortKey) -> list[tuple[Row, _Node | None]]:
+def _sorted(rows: list[P], key: SortKey) -> list[P]:
     func = SORTERS[key]
     if func is None:
         return rows
-    return sorted(rows, key=lambda pair: func(pair[0]))  # stable: ties keep model order
+    return sorted(rows, key=lambda pair: func(pair[0]))  # type: ignore[arg-type,return-value]  # stable: ties keep model order
 
 
 def _weight(row: Row, key: SortKey) -> tuple[int, int]:
@@ -162,8 +166,7 @@ def _weight(row: Row, key: SortKey) -> tuple[int, int]:
     return row.macs or 0, row.params
 
 
-def heaviest(rows: list[tuple[Row, _Node | None]], top: int | None,
-             key: SortKey = SortKey.MACS) -> list[tuple[Row, _Node | None]]:
+def heaviest(rows: list[P], top: int | None, key: SortKey = SortKey.MACS) -> list[P]:
     """The ``top`` heaviest rows (``_weight``), in their given order; all rows without ``top``. Ties keep
     model order."""
     if top is None or top >= len(rows):
@@ -178,9 +181,7 @@ def _walk(node: _Node, ctx: tuple[int, str, ViewOptions], level: int, top: int |
     """Rows of ``node``'s children (sorted, cut to ``top``), each followed by its own children while the
     view is not yet ``depth`` scopes deep; a scope at the depth limit is one row."""
     total_macs, sep, view = ctx
-    pairs = []
-    for child in node.children.values():
-        pairs.append((_node_row(child, total_macs, sep, level), child))
+    pairs = [(_node_row(child, total_macs, sep, level), child) for child in node.children.values()]
     pairs = _sorted(heaviest(pairs, top, view.sort), view.sort)
     rows: list[Row] = []
     for row, child in pairs:

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from sepconv_cli.cli import analyze as analyze_cmd
 from sepconv_cli.cli import app, common
+from sepconv_cli.errors import UsageError
 from sepconv_cli.render import OutputFormat
 
 ENV = {"COLUMNS": "80", "NO_COLOR": None, "SEPCONV_DEBUG": None}
@@ -215,7 +216,9 @@ def test_format_choice_and_colour(monkeypatch):
     monkeypatch.setattr(analyze_cmd, "stdout_is_terminal", lambda: True)
     assert analyze_cmd._choose_format(None, None) is OutputFormat.TABLE
     assert analyze_cmd._choose_format(None, "r.csv") is OutputFormat.CSV
-    assert analyze_cmd._choose_format(None, "r.out") is OutputFormat.JSON
+    assert analyze_cmd._choose_format(None, "r.html") is OutputFormat.HTML
+    with pytest.raises(UsageError, match="suffix '.out'"):  # never a silent JSON
+        analyze_cmd._choose_format(None, "r.out")
     assert analyze_cmd._choose_format(OutputFormat.MARKDOWN, "r.json") is OutputFormat.MARKDOWN
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert common.use_color(None) is True
@@ -255,9 +258,10 @@ def net(width=4):
 def test_pytorch_options_reach_the_loader(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nets.py").write_text(NET_PY)
-    meta = run("nets.py:net", "--kwargs", '{"width": 8}', "--input-shape", "1x3x8x8", "-f", "table")
+    meta = run("nets.py:net", "--kwargs", '{"width": 8}', "--input-shape", "1x3x8x8", "-f", "table",
+               "--device", "meta")
     assert meta.exit_code == 0, meta.stderr
-    assert "(entrypoint)" in meta.stdout
+    assert "(entrypoint, built on meta)" in meta.stdout
     assert "Energy kept needs weights" in meta.stdout  # meta device: no weights, savings only
     params = 8 * 3 * 9 + 8 + 16 * 8 * 9 + 16
     assert f"Params   {params:,}" in meta.stdout
