@@ -12,23 +12,32 @@ The Python API (details in ``sepconv_cli.api``)::
     conversion = sepconv_cli.convert("model.onnx", "model.sep.onnx", rank=1)
     module = sepconv_cli.load_converted("nets:resnet18", "model.pt.manifest.json", "model.pt")
 
-Importing this package imports neither torch nor onnx; analysing an ONNX model never imports torch.
-Units: params in elements, MACs (1 MAC = 2 FLOPs), sizes in bytes.
+Everything is imported on first use (PEP 562): importing this package imports neither torch nor onnx,
+and analysing an ONNX model never imports torch. Units: params in elements, MACs (1 MAC = 2 FLOPs), sizes
+in bytes.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from sepconv_cli.api import CheckResult, Report, analyze, check, convert, load_converted  # noqa: E402
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve through __getattr__
+    from sepconv_cli.api import CheckResult, Report, analyze, check, convert, load_converted
 
 __all__ = ["CheckResult", "Conversion", "Report", "__version__", "analyze", "check", "convert", "load_converted"]
 
+_API = frozenset({"CheckResult", "Report", "analyze", "check", "convert", "load_converted"})
 
-def __getattr__(name: str):
-    # ``Conversion`` lives with the convert pipeline (numpy, planner): imported on first use (PEP 562)
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from sepconv_cli import api
+
+        return getattr(api, name)
     if name == "Conversion":
-        from sepconv_cli.pipeline.memory_models import Conversion
+        from sepconv_cli.api import conversion_type
 
-        return Conversion
+        return conversion_type()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -91,6 +91,39 @@ def _parse_shape(text: str) -> Shape:
     return tuple(dims)
 
 
+_CONVERSION: list[type] = []
+
+
+def conversion_type() -> type:
+    """``Conversion``: the convert pipeline's ``ConversionResult`` with ``to_dict`` and a short ``repr``.
+    Built on first use, since the pipeline imports numpy and the planner."""
+    if _CONVERSION:
+        return _CONVERSION[0]
+    from sepconv_cli.pipeline.convert import ConversionResult
+
+    class Conversion(ConversionResult):
+        """What `convert` did: ``before``/``after`` reports, ``plan``, ``verification``, ``latency``, the
+        ``output`` written (None for a plan only) and its ``manifest``."""
+
+        def to_dict(self) -> dict:
+            """The JSON of ``sepconv convert --format json``."""
+            from sepconv_cli.render.convert import result_dict
+
+            return result_dict(self)
+
+        def __repr__(self) -> str:
+            after = self.after
+            figures = (f"params {self.before.params:,} -> {after.params:,}, MACs {self.before.macs:,} -> "
+                       f"{after.macs:,}" if after is not None else
+                       f"planned: {self.plan.params_saved:,} params and {self.plan.macs_saved:,} MACs saved")
+            return (f"Conversion({self.before.model.path!r} -> {self.output!r}, {len(self.plan.layers)} "
+                    f"layer(s), {figures})")
+
+    Conversion.__module__ = __name__
+    _CONVERSION.append(Conversion)
+    return Conversion
+
+
 def _shapes(spec: ShapeSpec) -> tuple[tuple[str | None, Shape], ...]:
     def one(value: str | Sequence[int]) -> Shape:
         return _parse_shape(value) if isinstance(value, str) else tuple(int(d) for d in value)
@@ -218,6 +251,7 @@ def convert(model: Any, output: str | os.PathLike | None = None, input_shape: Sh
     ``sepconv convert --format json``)."""
     from sepconv_cli.pipeline.memory_models import run_conversion
 
+    cls = conversion_type()
     if _is_module(model):
         raise UsageError("convert() takes a model file or an entry point; for an in-memory module, give "
                          "its factory as 'package.module:factory' (or save it with torch.export)")
@@ -225,8 +259,8 @@ def convert(model: Any, output: str | os.PathLike | None = None, input_shape: Sh
         from sepconv_cli.pipeline.memory_models import onnx_file
 
         with onnx_file(model) as path:
-            return run_conversion(path, output, _load_options(input_shape, options, "cpu"), options)
-    return run_conversion(_path(model), output, _load_options(input_shape, options, "cpu"), options)
+            return _copy_into(cls, run_conversion(path, output, _load_options(input_shape, options, "cpu"), options))
+    return _copy_into(cls, run_conversion(_path(model), output, _load_options(input_shape, options, "cpu"), options))
 
 
 def load_converted(arch_or_module: Any, manifest_path: str | os.PathLike, state_dict_path: str | os.PathLike,
@@ -235,7 +269,7 @@ def load_converted(arch_or_module: Any, manifest_path: str | os.PathLike, state_
     architecture (``arch_or_module``: an ``nn.Module``, changed in place, a factory, or an entry point
     ``"package.module:factory"`` called with ``kwargs``), give it the converted structure the manifest
     records, load the converted weights (strictly) and return it in eval mode."""
-    from sepconv_cli.backends.torch.restore import load_converted as restore
+    from sepconv_cli.pipeline.restore import load_converted as restore
 
     return restore(arch_or_module, os.fspath(manifest_path), os.fspath(state_dict_path), dict(kwargs or {}))
 

@@ -1,7 +1,6 @@
 """In-memory models and conversions for the Python API (``sepconv_cli.api``): an ``onnx.ModelProto`` is
 analysed or converted through a private temporary file, and a conversion runs the `convert` pipeline
-and comes back as a ``Conversion`` (the pipeline's ``ConversionResult`` with ``to_dict`` and a short
-``repr``). No printing. Units: params in elements, MACs, bytes.
+from keyword options. No printing. Units: params in elements, MACs, bytes.
 """
 
 from __future__ import annotations
@@ -23,25 +22,6 @@ RUN_FIELDS = frozenset({"verify", "inputs", "tolerance", "force", "seed", "bench
 LOAD_FIELDS = frozenset({"kwargs", "arch", "trust_pickle", "engine", "device"})
 
 
-class Conversion(ConversionResult):
-    """What `convert` did: ``before``/``after`` reports, ``plan``, ``verification``, ``latency``, the
-    ``output`` written (None for a plan only) and its ``manifest``."""
-
-    def to_dict(self) -> dict:
-        """The JSON of ``sepconv convert --format json``."""
-        from sepconv_cli.render.convert import result_dict
-
-        return result_dict(self)
-
-    def __repr__(self) -> str:
-        after = self.after
-        figures = (f"params {self.before.params:,} -> {after.params:,}, MACs {self.before.macs:,} -> {after.macs:,}"
-                   if after is not None else f"planned: {self.plan.params_saved:,} params and "
-                                             f"{self.plan.macs_saved:,} MACs saved")
-        return (f"Conversion({self.before.model.path!r} -> {self.output!r}, {len(self.plan.layers)} layer(s), "
-                f"{figures})")
-
-
 @contextlib.contextmanager
 def onnx_file(model: Any) -> Iterator[str]:
     """``model`` (an ``onnx.ModelProto``) written to a private temporary ``.onnx`` file, removed on exit."""
@@ -57,7 +37,7 @@ def onnx_file(model: Any) -> Iterator[str]:
         yield path
 
 
-def run_conversion(source: str, output: Any, load: LoadOptions, options: Mapping[str, Any]) -> Conversion:
+def run_conversion(source: str, output: Any, load: LoadOptions, options: Mapping[str, Any]) -> ConversionResult:
     """Run the `convert` pipeline on ``source``; ``output`` None plans only. ``options``: see
     ``sepconv_cli.api.convert``."""
     from sepconv_cli.pipeline.convert import convert
@@ -74,5 +54,4 @@ def run_conversion(source: str, output: Any, load: LoadOptions, options: Mapping
                              dry_run=output is None, verify=bool(options.get("verify", True)),
                              inputs_path=options.get("inputs"), tolerance=options.get("tolerance"),
                              benchmark=bool(options.get("benchmark", False)), seed=int(options.get("seed", 0)))
-    result = convert(request)
-    return Conversion(**{f.name: getattr(result, f.name) for f in fields(result) if f.init})
+    return convert(request)

@@ -1,4 +1,5 @@
-"""Rebuild a converted PyTorch model from its manifest and state_dict (``sepconv_cli.load_converted``).
+"""Rebuild a converted PyTorch model from its manifest and state_dict (``sepconv_cli.load_converted``; the
+manifest is read and checked by ``pipeline.restore``).
 
 The original architecture is built (or given), each conv the manifest lists is replaced by its
 depthwise + pointwise pair (``modules.apply_manifest``, with the manifest's ``depthwise_bias``), the
@@ -17,21 +18,6 @@ import torch
 from sepconv_cli.backends.torch import entrypoint
 from sepconv_cli.backends.torch.modules import apply_manifest
 from sepconv_cli.errors import InputError, RewriteError
-from sepconv_cli.pipeline.manifest import KIND
-
-
-def read_manifest(path: str) -> dict:
-    """The manifest at ``path`` (a ``sepconv convert`` manifest, checked by its ``kind``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: manifest is not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("layers"), list):
-        raise InputError(f"{path}: not a sepconv convert manifest (kind {KIND!r} with a 'layers' list)")
-    return data
 
 
 def _module(arch_or_module: Any, kwargs: Mapping[str, Any]) -> torch.nn.Module:
@@ -47,11 +33,11 @@ def _module(arch_or_module: Any, kwargs: Mapping[str, Any]) -> torch.nn.Module:
                      f"{type(arch_or_module).__name__}")
 
 
-def load_converted(arch_or_module: Any, manifest_path: str, state_dict_path: str,
-                   kwargs: Mapping[str, Any] | None = None) -> torch.nn.Module:
-    """The converted module, weights loaded, in eval mode (see module docstring)."""
-    manifest = read_manifest(manifest_path)
-    module = _module(arch_or_module, kwargs or {})
+def rebuild(arch_or_module: Any, manifest: Mapping[str, Any], manifest_path: str, state_dict_path: str,
+            kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """The converted module, weights loaded, in eval mode (see module docstring); ``manifest`` is the
+    manifest read from ``manifest_path`` (named in errors)."""
+    module = _module(arch_or_module, kwargs)
     try:
         module = apply_manifest(module, manifest["layers"], bool(manifest.get("depthwise_bias", False)))
     except RewriteError as exc:

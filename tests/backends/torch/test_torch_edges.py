@@ -116,7 +116,7 @@ def test_meta_fallback_says_only_that_it_ran_on_the_cpu(fmt, tmp_path, monkeypat
         "        return y * 2 if float(y.sum()) >= 0 else y\n\n"
         "def build():\n    return Gate()\n")
     monkeypatch.chdir(tmp_path)
-    result = _cli("gate.py:build", "--input-shape", "1x3x6x6", "-f", fmt)
+    result = _cli("gate.py:build", "--input-shape", "1x3x6x6", "-f", fmt, "--device", "meta")
     assert result.exit_code == 0, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if "meta" in ln]
     assert len(lines) == 1 and "counted on the CPU" in lines[0]
