@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 4,
     "render": 5,
     "cli": 6, "__main__": 6,
-    "__init__": 7,
+    "__init__": 7, "api": 7,
 }
 
 

@@ -31,7 +31,7 @@ from sepconv_cli.core.budget import (
     evaluate_growth,
     unknown_figures,
 )
-from sepconv_cli.core.records import CheckResult, ModelError, Report, Violation
+from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError, Report
 from sepconv_cli.core.units import Kind
 from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
 from sepconv_cli.pipeline.baseline import Baseline, load_baseline
@@ -143,7 +143,23 @@ def _file_size(report: Report, path: str) -> int:
     return os.path.getsize(path)
 
 
-def _check_one(prepared: Prepared, torch_options: tuple[str, str | None, bool]) -> tuple[Violation, ...]:
+def _growth_details(report: Report, base: Baseline, outcomes: tuple[BudgetOutcome, ...]) -> tuple[str, ...]:
+    """When a growth budget fails and the baseline report records its layers: the layers that grew most."""
+    if all(r.passed or r.baseline is None for r in outcomes):
+        return ()
+    from sepconv_cli.pipeline.diff import diff_reports
+    from sepconv_cli.pipeline.report_file import read_report
+    from sepconv_cli.render.diff import growth_lines
+
+    try:
+        recorded = read_report(base.source)
+    except SepconvError:
+        return ()
+    return growth_lines(diff_reports(recorded, report), base.source)
+
+
+def _check_one(prepared: Prepared, torch_options: tuple[str, str | None, bool],
+               details: dict[str, tuple[str, ...]] | None = None) -> tuple[BudgetOutcome, ...]:
     from sepconv_cli.backends.registry import LoadOptions, load
 
     target, base = prepared.target, prepared.baseline
@@ -161,17 +177,21 @@ def _check_one(prepared: Prepared, torch_options: tuple[str, str | None, bool]) 
         typer.echo(f"sepconv: warning: {base.source}: baseline has no {name} figure; its growth is not checked",
                    err=True)
     unknown = {**base.unknown, **unknown_figures(report)}
-    return outcomes + evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path,
-                                      unknown)
+    growth = evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path, unknown)
+    if details is not None:
+        details[target.path] = _growth_details(report, base, growth)
+    return outcomes + growth
 
 
-def _check_all(prepared: list[Prepared], torch_options: tuple[str, str | None, bool]) -> CheckResult:
-    """Every model's outcomes; a model that cannot be loaded becomes an error entry (told on stderr)."""
-    results: list[Violation] = []
+def _check_all(prepared: list[Prepared], torch_options: tuple[str, str | None, bool],
+               details: dict[str, tuple[str, ...]] | None = None) -> CheckResult:
+    """Every model's outcomes; a model that cannot be loaded becomes an error entry (told on stderr).
+    ``details`` receives, per model, the layers that grew most when a growth budget failed."""
+    results: list[BudgetOutcome] = []
     errors: list[ModelError] = []
     for item in prepared:
         try:
-            results.extend(_check_one(item, torch_options))
+            results.extend(_check_one(item, torch_options, details))
         except SepconvError as exc:
             typer.echo(f"sepconv: error: {exc}", err=True)
             errors.append(ModelError(item.target.path, str(exc)))
@@ -190,9 +210,11 @@ def _append_step_summary(result: CheckResult) -> None:
         typer.echo(f"sepconv: warning: cannot append to GITHUB_STEP_SUMMARY {path} ({exc.strerror})", err=True)
 
 
-def _render(result: CheckResult, fmt: CheckFormat, output: str | None, junit_xml: str | None) -> None:
+def _render(result: CheckResult, fmt: CheckFormat, output: str | None, junit_xml: str | None,
+            details: dict[str, tuple[str, ...]] | None = None) -> None:
     color = output is None and stdout_is_terminal() and not os.environ.get("NO_COLOR")
-    options = CheckRenderOptions(width=shutil.get_terminal_size((100, 24)).columns, color=color)
+    options = CheckRenderOptions(width=shutil.get_terminal_size((100, 24)).columns, color=color,
+                                 details=tuple((m, lines) for m, lines in (details or {}).items() if lines))
     text = check_renderer_for(fmt)(result, options)
     if junit_xml:
         write_atomic(junit_xml, check_renderer_for(CheckFormat.JUNIT)(result, options))
@@ -233,7 +255,8 @@ def check(
                                          show_default=False),
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
     fmt: CheckFormat | None = typer.Option(None, "--format", "-f", show_default=False, help="Output format "
-                                              "[default: from the --output suffix (.json, .xml, .md), else table]."),
+                                              "[default: from the --output suffix (.json, .xml, .md, .csv, "
+                                              ".html, .txt), else table]."),
     output: str | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the results to this file "
                                          "(atomically) instead of stdout.", show_default=False),
     junit_xml: str | None = typer.Option(None, "--junit-xml", metavar="FILE", help="Also write JUnit XML to this file "
@@ -257,9 +280,11 @@ def check(
     for out in filter(os.path.exists, (output or "", junit_xml or "")):
         if any(os.path.exists(i) and os.path.samefile(out, i) for i in inputs):
             raise OutputError(f"{out}: is a model or baseline being checked; refusing to overwrite it")
-    result = _check_all(prepared, (kwargs, arch, trust_pickle))
+    chosen = format_for(fmt, output, CHECK_SUFFIX_FORMATS, CheckFormat.TABLE)  # a bad suffix fails before loading
+    details: dict[str, tuple[str, ...]] = {}
+    result = _check_all(prepared, (kwargs, arch, trust_pickle), details)
     if result.results:  # nothing loaded: the stderr errors are the whole report
-        _render(result, format_for(fmt, output, CHECK_SUFFIX_FORMATS, CheckFormat.TABLE), output, junit_xml)
+        _render(result, chosen, output, junit_xml, details)
         _append_step_summary(result)
     if not result.ok:
         raise typer.Exit(2 if result.errors else 1)

@@ -84,8 +84,10 @@ class Engine(str, Enum):
 
 
 class Device(str, Enum):
-    """Where PyTorch entry points are built (``LoadOptions.device``); meta allocates no weight memory."""
+    """Where PyTorch entry points are built (``LoadOptions.device``); meta allocates no weight memory;
+    auto: the CPU when the weights fit in memory, else meta."""
 
+    AUTO = "auto"
     META = "meta"
     CPU = "cpu"
 
@@ -102,19 +104,28 @@ TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle",
                                    help="Allow unpickling a whole saved module (runs arbitrary code).")
 ENGINE_OPTION = typer.Option(Engine.SEPCONV, "--engine", help="PyTorch counting engine (fvcore: fvcore-compatible "
                                                               "tables; needs real tensors).")
-DEVICE_OPTION = typer.Option(Device.META, "--device", help="Where entry points are built (meta: no weight memory, "
-                                                           "no energy figures).")
+DEVICE_OPTION = typer.Option(Device.AUTO, "--device", help="Where entry points are built (auto: on the cpu when "
+                                                           "the weights fit in memory, else meta; meta: no weight "
+                                                           "memory, no energy figures).")
 
 
 E = TypeVar("E", bound=Enum)
 
 
 def format_for(fmt: E | None, output: str | None, suffixes: Mapping[str, E], fallback: E) -> E:
-    """The asked ``fmt``; else the format ``output``'s suffix names in ``suffixes``; else ``fallback``."""
+    """The asked ``fmt``; else the format ``output``'s suffix names in ``suffixes``; else ``fallback``.
+
+    An ``output`` whose suffix names no format is a ``UsageError`` (never a silent fallback), unless
+    ``--format`` says which."""
     if fmt is not None:
         return fmt
     if output is not None:
-        return suffixes.get(os.path.splitext(output)[1].lower(), fallback)
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix not in suffixes and not os.path.isdir(output):  # a folder: the writer says so
+            known = ", ".join(sorted(suffixes))
+            raise UsageError(f"{output}: cannot tell the report format from the suffix {suffix or '(none)'!r} "
+                             f"(known: {known}); pass --format")
+        return suffixes.get(suffix, fallback)
     return fallback
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from sepconv_cli.core.records import Budget, Report, Violation, rows_not_counted
+from sepconv_cli.core.records import Budget, BudgetOutcome, Report, rows_not_counted
 from sepconv_cli.core.units import Kind, Raw, UnitError, format_value, parse
 from sepconv_cli.errors import ConfigError, UsageError
 
@@ -164,23 +164,23 @@ def budgets_from_mapping(mapping: Mapping[str, Raw], source: str) -> dict[str, B
     return {metric: make_budget(metric, raw, source) for metric, raw in mapping.items()}
 
 
-def _unknown_outcome(model: str, metric: str, value: float, limit: float, reason: str) -> Violation:
+def _unknown_outcome(model: str, metric: str, value: float, limit: float, reason: str) -> BudgetOutcome:
     kind = metric_kind(metric)
     message = f"{metric}: unknown ({reason}), limit {format_value(limit, kind)}"
-    return Violation(model=model, metric=metric, value=value, limit=limit, passed=False, message=message,
+    return BudgetOutcome(model=model, metric=metric, value=value, limit=limit, passed=False, message=message,
                      unknown=reason)
 
 
-def _outcome(model: str, metric: str, value: float, limit: float, upper: bool) -> Violation:
+def _outcome(model: str, metric: str, value: float, limit: float, upper: bool) -> BudgetOutcome:
     passed = value <= limit if upper else value >= limit
     kind = metric_kind(metric)
     relation = ("<=" if passed else ">") if upper else (">=" if passed else "<")
     message = f"{metric}: {format_value(value, kind)} {relation} {format_value(limit, kind)}"
-    return Violation(model=model, metric=metric, value=value, limit=limit, passed=passed, message=message)
+    return BudgetOutcome(model=model, metric=metric, value=value, limit=limit, passed=passed, message=message)
 
 
 def evaluate(report: Report, budgets: Mapping[str, Budget], file_size: int | None = None,
-             model: str | None = None) -> tuple[Violation, ...]:
+             model: str | None = None) -> tuple[BudgetOutcome, ...]:
     """One outcome per budget, in registry order. ``file_size`` (bytes) defaults to the report's and
     ``model`` (the name outcomes carry) to the report's model path."""
     size = report.model.file_size if file_size is None else file_size
@@ -210,7 +210,7 @@ def current_figures(report: Report, file_size: int | None = None) -> dict[str, f
 
 
 def evaluate_growth(current: Mapping[str, float], baseline: Mapping[str, float], max_growth: float,
-                    model: str, unknown: Mapping[str, str] | None = None) -> tuple[Violation, ...]:
+                    model: str, unknown: Mapping[str, str] | None = None) -> tuple[BudgetOutcome, ...]:
     """One outcome per figure present in both: passes when ``current <= baseline * (1 + max_growth)``.
 
     Figures missing from the baseline are skipped (the caller reports them); the limit is absolute, so
@@ -229,8 +229,8 @@ def evaluate_growth(current: Mapping[str, float], baseline: Mapping[str, float],
     return tuple(out)
 
 
-def _growth_outcome(model: str, name: str, value: float, base: float, limit: float) -> Violation:
+def _growth_outcome(model: str, name: str, value: float, base: float, limit: float) -> BudgetOutcome:
     outcome = _outcome(model, GROWTH_PREFIX + name, value, limit, True)
     change = (value - base) / base if base else (0.0 if value == 0 else float("inf"))
     detail = f" ({'+' if change >= 0 else ''}{change * 100:.2f}% vs baseline {format_value(base, metric_kind(outcome.metric))})"
-    return Violation(model, outcome.metric, value, limit, outcome.passed, outcome.message + detail, baseline=base)
+    return BudgetOutcome(model, outcome.metric, value, limit, outcome.passed, outcome.message + detail, baseline=base)

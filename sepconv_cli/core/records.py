@@ -360,7 +360,7 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Violation:
+class BudgetOutcome:
     """The outcome of one budget on one model: value, limit, and whether it holds.
 
     ``unknown`` says why the value could not be established (``"3 rows not counted: ..."``), "" when it
@@ -411,7 +411,7 @@ class ModelError:
 class CheckResult:
     """All budget outcomes of one `check` run, and the models that could not be loaded."""
 
-    results: tuple[Violation, ...] = field(default_factory=tuple)
+    results: tuple[BudgetOutcome, ...] = field(default_factory=tuple)
     errors: tuple[ModelError, ...] = ()
 
     @property
@@ -420,7 +420,7 @@ class CheckResult:
         return not self.errors and all(r.passed for r in self.results)
 
     def count(self, verdict: str) -> int:
-        """Outcomes with this ``Violation.verdict`` (``"pass"``, ``"FAIL"``, ``"unknown"``)."""
+        """Outcomes with this ``BudgetOutcome.verdict`` (``"pass"``, ``"FAIL"``, ``"unknown"``)."""
         return sum(1 for r in self.results if r.verdict == verdict)
 
     @property

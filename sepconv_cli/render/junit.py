@@ -3,21 +3,31 @@
 CI systems (GitHub, GitLab, Jenkins, Azure) render JUnit natively, so a failed budget shows up like a
 failed test (an unknown one too, type ``BudgetUnknown``) and a model that could not be loaded as a
 testcase ``load`` with an ``<error>``. The document is built with ``xml.etree`` (escaping is its job),
-so it is always well formed.
+so it is always well formed. Suites carry the model path as it was given; classnames carry it with its
+dots and slashes made ``_`` (``classname``), so that viewers do not split it into packages.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
-from sepconv_cli.core.records import CheckResult, ModelError, Violation
+from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError
 from sepconv_cli.render.check import CheckRenderOptions, error_text, summary_line
 
 SUITES_NAME = "sepconv check"
+CLASS_PREFIX = "sepconv.check."
 
 
-def _testcase(parent: ET.Element, outcome: Violation) -> None:
-    case = ET.SubElement(parent, "testcase", name=outcome.metric, classname=f"sepconv.check.{outcome.model}",
+def classname(model: str) -> str:
+    """``sepconv.check.<model>`` with every character of the model path other than letters, digits, ``_``
+    and ``-`` made ``_`` (``models/net.v2.onnx`` -> ``sepconv.check.models_net_v2_onnx``): viewers split
+    classnames at dots into packages, and a path's dots would split it."""
+    return CLASS_PREFIX + (re.sub(r"[^0-9A-Za-z_-]", "_", model) or "_")
+
+
+def _testcase(parent: ET.Element, outcome: BudgetOutcome) -> None:
+    case = ET.SubElement(parent, "testcase", name=outcome.metric, classname=classname(outcome.model),
                          time="0")
     if not outcome.passed:
         kind = "BudgetUnknown" if outcome.unknown else "BudgetExceeded"
@@ -27,7 +37,7 @@ def _testcase(parent: ET.Element, outcome: Violation) -> None:
 
 
 def _error_case(parent: ET.Element, error: ModelError) -> None:
-    case = ET.SubElement(parent, "testcase", name="load", classname=f"sepconv.check.{error.model}", time="0")
+    case = ET.SubElement(parent, "testcase", name="load", classname=classname(error.model), time="0")
     ET.SubElement(case, "error", message=error.message, type="ModelNotLoaded").text = error_text(error)
 
 

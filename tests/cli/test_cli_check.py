@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from sepconv_cli.cli import app
 from sepconv_cli.core.budget import METRICS
-from sepconv_cli.core.records import CheckResult, Violation
+from sepconv_cli.core.records import BudgetOutcome, CheckResult
 from sepconv_cli.core.units import Kind
 from sepconv_cli.render.check import (
     CHECK_RENDERERS,
@@ -85,7 +85,7 @@ def values_for(path):
 
 def test_every_format_has_a_renderer_and_every_metric_a_flag():
     assert set(CHECK_RENDERERS) == set(CheckFormat)
-    result = CheckResult((Violation("m.onnx", "max-params", 10, 5, False, "max-params: 10 > 5"),))
+    result = CheckResult((BudgetOutcome("m.onnx", "max-params", 10, 5, False, "max-params: 10 > 5"),))
     for fmt in CheckFormat:
         assert isinstance(check_renderer_for(fmt)(result, CheckRenderOptions()), str)
     options = {opt for param in get_command(app).commands["check"].params for opt in param.opts}
@@ -344,7 +344,7 @@ def test_documented_ci_job_runs_against_the_samples(documented_project):
              for c in ET.parse(cwd / "sepconv-check.xml").getroot().iter("testcase")]
     names = ["max-params", "max-macs", "max-file-size", "max-uncounted", "growth-params", "growth-macs",
              "growth-file-size", "growth-weight-bytes"]
-    assert cases == [("sepconv.check.samples/vgg_cifar.onnx", name, True) for name in names]
+    assert cases == [("sepconv.check.samples_vgg_cifar_onnx", name, True) for name in names]
     assert "## sepconv check" in (cwd / "summary.md").read_text()
     over = shell(commands[0] + " --max-params 1M", cwd, env)
     assert over.returncode == 1
@@ -393,9 +393,9 @@ def test_bad_input_shape_names_the_model(tiny):
 
 
 SNAPSHOT_RESULT = CheckResult((
-    Violation("a.onnx", "max-params", 1186378, 1e6, False, "max-params: 1.19M > 1M"),
-    Violation("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.75 MB <= 5 MB"),
-    Violation("a.onnx", "min-separable-coverage", 0.25, 0.5, False, "min-separable-coverage: 25% < 50%"),
+    BudgetOutcome("a.onnx", "max-params", 1186378, 1e6, False, "max-params: 1.19M > 1M"),
+    BudgetOutcome("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.75 MB <= 5 MB"),
+    BudgetOutcome("a.onnx", "min-separable-coverage", 0.25, 0.5, False, "min-separable-coverage: 25% < 50%"),
 ))
 
 MARKDOWN_SNAPSHOT = """## sepconv check
@@ -433,9 +433,9 @@ def test_table_colours_fail_red_and_pass_green_only_when_asked():
     lines = [line.rstrip() for line in plain.splitlines()]
     assert lines[0] == "a.onnx"
     assert lines[3:] == [
-        "max-params                 1.19M      1M   -186k (-19%)   FAIL",
-        "max-file-size            4.75 MB    5 MB   251 kB (+5%)   pass",
-        "min-separable-coverage       25%     50%           -25%   FAIL",
+        "max-params                1.19M     1M  -186k (-19%)  FAIL",
+        "max-file-size           4.75 MB   5 MB  251 kB (+5%)  pass",
+        "min-separable-coverage      25%    50%          -25%  FAIL",
         "2 of 3 budgets exceeded across 1 model",
     ]
 

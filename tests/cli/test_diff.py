@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 from golden_files import check_golden, normalise
-from report_builders import vgg_report
 from repo_paths import REPO
+from report_builders import vgg_report
 from typer.testing import CliRunner
 
 from sepconv_cli.cli import app
