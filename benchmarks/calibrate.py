@@ -1,12 +1,16 @@
-"""Time the calibrated refit on a ResNet-50-sized ONNX model with 32 inputs at 224x224 (not a test).
+"""Time the calibrated refit (not a test): wall and CPU seconds, peak memory, errors before/after.
 
-The model is the ResNet-50-shaped graph of ``benchmarks/convert.py`` (bottlenecks [3, 4, 6, 3],
-BatchNorm after every conv, trained-like 3x3 kernels) with its batch dim made symbolic so the 32
-calibration inputs run in batches. Every 3x3 conv is converted at ``--energy 0.9`` (BN folded), then
-calibrated on 32 seeded random inputs (24 fit, 8 held back). Printed: load / plan / rewrite times, the
-calibration time (target <= 5 minutes on 2 cores), the slowest layers, the error before/after.
+Default case: the DnCNN-like denoiser of ``tests/calib_builders.py`` at full size (10 3x3 convs of 64
+channels, BatchNorm + ReLU in the middle 8, residual output ``x - f(x)``, trained-like kernels), every
+candidate at ``--rank 4`` (9 layers; the 64->1 output conv has no rank that saves anything), calibrated on
+256 smooth 64x64 inputs (192 fit, 64 held back). Target: <= 2 minutes on 2 cores. Before the walk
+(per-layer pruned sessions rerunning both networks' prefixes) this case took 874 s wall and 353 CPU-s
+on a shared 2-core machine; the issue quoted 411 CPU-s.
 
-Run: ``python benchmarks/calibrate.py [--samples 32] [--batch-size 8]``.
+Any ONNX model with its inputs works too: ``--onnx model.onnx --calib inputs.npz`` (e.g. the trained
+models ``benchmarks/models/build.py`` writes).
+
+Run: ``python benchmarks/calibrate.py [--samples 256] [--rank 4] [--onnx M --calib C]``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import tempfile
 import time
 
@@ -23,61 +28,70 @@ import onnx
 from sepconv_cli.backends.onnx.calibrate import calibrate_onnx
 from sepconv_cli.backends.registry import ConvertOptions, backend_for, load
 from sepconv_cli.calibration.solve import CalibOptions
+from sepconv_cli.cpu import usable_cores
 from sepconv_cli.planner import PlanOptions, make_plan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def resnet50_dynamic_batch() -> onnx.ModelProto:
-    """The convert benchmark's ResNet-50-sized model with batch dim ``N`` on its input and output."""
-    spec = importlib.util.spec_from_file_location("convert_benchmark", os.path.join(HERE, "convert.py"))
+def _builders():
+    """``tests/calib_builders.py`` (the DnCNN-like model and its inputs), loaded by path."""
+    spec = importlib.util.spec_from_file_location("calib_builders", os.path.join(HERE, "..", "tests", "calib_builders.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    model = module.resnet50()
-    for value in list(model.graph.input) + list(model.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "N"
-    return model
+    return module
+
+
+def _case(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, np.ndarray], str]:
+    """(model path, calibration inputs by input name, description)."""
+    if args.onnx:
+        data = np.load(args.calib)
+        name = onnx.load(args.onnx, load_external_data=False).graph.input[0].name
+        return args.onnx, {name: data[data.files[0]][: args.samples]}, os.path.basename(args.onnx)
+    builders = _builders()
+    path = os.path.join(folder, "dncnn.onnx")
+    onnx.save(builders.dncnn(depth=10, channels=64, hw=64), path)
+    return path, {"x": builders.smooth_images(args.samples, hw=64)}, "DnCNN-like (10 x 64 ch, BN, x - f(x))"
+
+
+def _calibrate(loaded, converted, inputs, options: CalibOptions):
+    stamps: list[tuple[str, float]] = []
+    options = CalibOptions(**{**options.__dict__, "progress": lambda n, d, t: stamps.append((n, time.perf_counter()))})
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = calibrate_onnx(loaded.native, converted.native, converted.plan, inputs, options)
+    return result, time.perf_counter() - wall, time.process_time() - cpu, stamps, wall
+
+
+def _print_run(label: str, result, wall: float, cpu: float) -> None:
+    report = result.report
+    kept = sum(1 for r in report.layers if not r.fell_back)
+    print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} CPU-s; refit kept on {kept}/{len(report.layers)} layers; "
+          f"held-back end-to-end rel L2 {report.output_error_before:.4f} (SVD) -> {report.output_error_after:.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--onnx")
+    parser.add_argument("--calib")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sepconv-bench-") as folder:
-        source = os.path.join(folder, "resnet50.onnx")
-        onnx.save(resnet50_dynamic_batch(), source)
-        clock = time.perf_counter()
-        loaded = load(source)
-        t_load = time.perf_counter() - clock
-        clock = time.perf_counter()
-        plan = make_plan(loaded.report, loaded.handle, PlanOptions(select=("*.conv2",), energy=0.9))
-        t_plan = time.perf_counter() - clock
-        clock = time.perf_counter()
+        path, inputs, what = _case(args, folder)
+        loaded = load(path)
+        plan = make_plan(loaded.report, loaded.handle, PlanOptions(rank=args.rank))
         converted = backend_for("onnx").rewrite(loaded, plan, ConvertOptions())
-        t_rewrite = time.perf_counter() - clock
-    x = np.random.default_rng(0).normal(size=(args.samples, 3, 224, 224)).astype(np.float32)
-    stamps: list[tuple[str, float]] = []
-    options = CalibOptions(samples=args.samples, batch_size=args.batch_size,
-                           progress=lambda name, done, total: stamps.append((name, time.perf_counter())))
-    clock = time.perf_counter()
-    result = calibrate_onnx(loaded.native, converted.native, converted.plan, {"input": x}, options)
-    t_calib = time.perf_counter() - clock
-    report = result.report
-    ranks = sorted({p.rank for p in converted.plan.layers})
-    print(f"ResNet-50-sized model, {len(converted.plan.layers)} 3x3 convs at --energy 0.9 (ranks {ranks}), "
-          f"{args.samples} inputs 224x224 ({report.samples_fit} fit, {report.samples_holdout} held back), "
-          f"batch {args.batch_size}, {os.cpu_count()} cores")
-    print(f"  load {t_load:.2f}s, plan {t_plan:.2f}s, rewrite {t_rewrite:.2f}s")
-    print(f"  calibration {t_calib:.1f}s (target <= 300 s on 2 cores); report says {report.seconds:.1f}s")
-    starts = [clock] + [t for _, t in stamps[:-1]]
-    per_layer = sorted(((t - s, n) for (n, t), s in zip(stamps, starts)), reverse=True)[:3]
-    print("  slowest layers: " + ", ".join(f"{n} {d:.1f}s" for d, n in per_layer))
-    kept = sum(1 for r in report.layers if not r.fell_back)
-    print(f"  refit kept on {kept}/{len(report.layers)} layers; mean held-back layer error "
-          f"{np.mean([r.holdout_error_before for r in report.layers]):.4f} -> "
-          f"{np.mean([r.holdout_error_after for r in report.layers]):.4f}; end-to-end rel L2 "
-          f"{report.output_error_before:.4f} -> {report.output_error_after:.4f}")
+    count = len(next(iter(inputs.values())))
+    print(f"{what}: {len(converted.plan.layers)} layers at rank {args.rank}, {count} inputs, "
+          f"batch {args.batch_size}, {usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
+    options = CalibOptions(samples=args.samples, batch_size=args.batch_size)
+    result, wall, cpu, stamps, start = _calibrate(loaded, converted, inputs, options)
+    _print_run("calibration", result, wall, cpu)
+    starts = [start] + [t for _, t in stamps[:-1]]
+    slowest = sorted(((t - s, n) for (n, t), s in zip(stamps, starts)), reverse=True)[:3]
+    print("  slowest layers: " + ", ".join(f"{n} {d:.1f}s" for d, n in slowest))
+    print(f"  peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

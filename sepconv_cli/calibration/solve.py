@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sepconv_cli.calibration.moments import Moments, moments
 from sepconv_cli.core.records import CalibratedLayer
 
 TOO_FEW_ROWS = "{rows} equations for {unknowns} unknowns per group: too few calibration samples for a " \
@@ -38,8 +39,9 @@ class CalibOptions:
     ``ridge``: lambda relative to the mean diagonal of ``Z^T Z`` (dimensionless). ``holdout``: share
     of the inputs held back to measure errors (0 disables). ``max_output_error``: when set, each layer
     gets the smallest rank whose calibrated relative output error on held-back samples is at most this.
-    ``progress(layer_name, done, total)`` is called after each layer. ``threads``: runtime threads
-    (0 = runtime default).
+    ``progress(layer_name, done, total)`` is called after each layer, ``sample_progress(layer_name,
+    samples_done, samples_total)`` as the samples of a layer's pass go by. ``threads``: runtime threads
+    (0 = the usable cores).
     """
 
     samples: int = 256
@@ -50,6 +52,7 @@ class CalibOptions:
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
     threads: int = 0
     seed: int = 0
+    sample_progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
 
 
 def to_rows(activation: np.ndarray) -> np.ndarray:
@@ -76,22 +79,20 @@ class NormalEquations:
 
     def add(self, z: np.ndarray, y: np.ndarray) -> None:
         """Accumulate one mini-batch: ``z`` (N, Cin*T, ...) depthwise output, ``y`` (N, Cout, ...) target."""
-        zr, yr = to_rows(z), to_rows(y)
-        if zr.shape[0] != yr.shape[0]:
-            raise ValueError(f"depthwise output has {zr.shape[0]} positions, target has {yr.shape[0]}")
-        d, c = self.inputs, self.outputs
-        for g in range(self.groups):
-            zg, yg = zr[:, g * d:(g + 1) * d], yr[:, g * c:(g + 1) * c]
-            zsum = zg.sum(axis=0)
-            # The ones column of [Z, 1] enters as column sums and the row count (no copy of Z).
-            self.zz[g, :d, :d] += zg.T @ zg
-            self.zz[g, :d, d] += zsum
-            self.zz[g, d, :d] += zsum
-            self.zz[g, d, d] += zr.shape[0]
-            self.zy[g, :d] += zg.T @ yg
-            self.zy[g, d] += yg.sum(axis=0)
-        self.yy += float(np.vdot(yr, yr))
-        self.rows += zr.shape[0]
+        self.add_moments(moments(z, y, self.groups))
+
+    def add_moments(self, m: Moments) -> None:
+        """Accumulate precomputed sums (``moments.moments`` of a mini-batch)."""
+        d = self.inputs
+        # The ones column of [Z, 1] enters as column sums and the row count (no copy of Z).
+        self.zz[:, :d, :d] += m.zz
+        self.zz[:, :d, d] += m.zsum
+        self.zz[:, d, :d] += m.zsum
+        self.zz[:, d, d] += m.rows
+        self.zy[:, :d] += m.zy
+        self.zy[:, d] += m.ysum
+        self.yy += m.yy
+        self.rows += m.rows
 
     def select(self, columns: np.ndarray) -> NormalEquations:
         """The same statistics restricted to Z columns ``columns`` (local to a group); the bias is kept."""
@@ -201,6 +202,8 @@ def choose_rank(name: str, stats: tuple[NormalEquations, NormalEquations | None]
     ``stats`` and ``init`` are at rank ``max(ranks)``; lower ranks use nested column subsets. When no
     rank meets the target the largest is kept and the record's note says so.
     """
+    if not ranks:
+        raise ValueError("choose_rank needs at least one rank")
     fit, hold = stats
     full = max(ranks)
     cin_g = fit.inputs // full
@@ -213,7 +216,8 @@ def choose_rank(name: str, stats: tuple[NormalEquations, NormalEquations | None]
             where = "held-back" if best.record.holdout_error_after is not None else "calibration"
             note = f"smallest rank with output error <= {target:g} on {where} samples"
             return Refit(best.coefficients, _with_note(best.record, note))
-    assert best is not None, "choose_rank needs at least one rank"
+    if best is None:
+        raise ValueError("choose_rank needs at least one rank")
     note = f"no rank below break-even reaches output error {target:g}; kept the largest, T={full}"
     return Refit(best.coefficients, _with_note(best.record, note))
 

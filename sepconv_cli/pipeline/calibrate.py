@@ -26,11 +26,10 @@ DRIVERS: dict[str, str] = {
     "state_dict": "sepconv_cli.backends.torch.calibrate:calibrate_torch",
     "pickle": "sepconv_cli.backends.torch.calibrate:calibrate_torch",
     "entrypoint": "sepconv_cli.backends.torch.calibrate:calibrate_torch",
+    "pt2": "sepconv_cli.backends.torch.calibrate:calibrate_pt2",
 }
 
 REFUSED: dict[str, str] = {
-    "pt2": "calibration of .pt2 programs is not supported; convert the model's source module "
-           "(package.module:factory) or its ONNX export with --calibrate",
     "torchscript": "TorchScript models cannot be converted; export them to ONNX and calibrate that",
 }
 

@@ -1,37 +1,37 @@
-"""Calibrated refit for ONNX models: onnxruntime runs pruned copies of the original and converted graphs.
+"""Calibrated refit for ONNX models: both graphs are walked forward once, a segment at a time.
 
 For converted layer ``N`` (naming contract of the ONNX rewriter: node ``N/depthwise`` producing
 ``Y/depthwise`` from weight ``N/depthwise.weight``, then node ``N/pointwise`` producing ``Y`` from
-``N/pointwise.weight`` and ``N/pointwise.bias``), the depthwise output is read from the converted graph
-(earlier layers already refit) and the target from the original graph: the conv's output ``Y``, or the
-output of the BatchNorm folded into it. Each graph is pruned to the nodes those tensors need, which are
-exposed as graph outputs; the refit pointwise weights go back as initializers (a bias is added if absent).
+``N/pointwise.weight`` and ``N/pointwise.bias``), the depthwise output is computed from the converted
+graph's live tensors at the cut just before ``N/depthwise`` (earlier layers already refit) and the target
+read from the original graph, walked up to the conv's output ``Y`` or the output of the BatchNorm folded
+into it. Neither graph ever reruns a prefix: see ``segments.Walker``. The refit weights go back as
+initializers (a bias is added if absent) before the converted walk moves past the layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
-from sepconv_cli.backends.onnx.edit import (
-    attrs,
-    load_missing_external_data,
-    nodes_by_layer,
-)
-from sepconv_cli.backends.onnx.probe import Runner, static_batch
-from sepconv_cli.calibration.loop import CalibResult, LayerTask, run_calibration
+from sepconv_cli.backends.onnx.edit import attrs, load_missing_external_data, nodes_by_layer
+from sepconv_cli.backends.onnx.probe import Runner
+from sepconv_cli.backends.onnx.segments import Walker
+from sepconv_cli.calibration.loop import CalibResult, Chunks, LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
 from sepconv_cli.core.decompose import fold_batchnorm
 from sepconv_cli.core.records import Plan
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
-from sepconv_cli.errors import InputError, RewriteError
+from sepconv_cli.cpu import usable_cores
+from sepconv_cli.errors import RewriteError
+
+_KERNEL = "sepconv.calibration.kernel"
 
 
-def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+def constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
     """The value of initializer or Constant output ``name`` (None if it is neither)."""
     for tensor in graph.initializer:
         if tensor.name == name:
@@ -42,17 +42,44 @@ def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
     return None
 
 
+def folded_weight(graph: onnx.GraphProto, node: onnx.NodeProto, bn_node: onnx.NodeProto | None
+                  ) -> tuple[np.ndarray, int, bool]:
+    """(BN-folded float64 kernel, groups, transposed) of conv ``node`` (``bn_node``: the BN folded into it)."""
+    weight = constant(graph, node.input[1])
+    if weight is None:
+        raise RewriteError(f"{node.name}: weight is not a constant of the model; it cannot be calibrated")
+    bias = constant(graph, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    groups, bn = int(attrs(node).get("group", 1)), None
+    if bn_node is not None:
+        scale, beta, mean, var = (constant(graph, i) for i in bn_node.input[1:5])
+        bn = BatchNormParams(bn_node.name, scale, beta, mean, var, float(attrs(bn_node).get("epsilon", 1e-5)))
+    transposed = node.op_type == "ConvTranspose"
+    w64, _ = fold_batchnorm(ConvWeights(weight, bias, bn), groups, transposed)
+    return w64, groups, transposed
+
+
+def relu_only_readers(graph: onnx.GraphProto, tensor: str) -> bool:
+    """True when ``tensor`` is read, and read only by ``Relu`` nodes (and is no graph output)."""
+    if tensor in {o.name for o in graph.output}:
+        return False
+    readers = [n for n in graph.node if tensor in n.input]
+    return bool(readers) and all(n.op_type == "Relu" for n in readers)
+
+
 class OnnxDriver:
-    """Runs and edits the models for the calibration loop (see ``calib_loop.Driver``)."""
+    """Runs and edits the models for the calibration loop (see ``calibration.loop.Driver``)."""
 
     def __init__(self, original: onnx.ModelProto, converted: onnx.ModelProto, plan: Plan,
-                 inputs: dict[str, np.ndarray], options: CalibOptions):
+                 inputs: dict[str, np.ndarray], threads: int):
         self.original = original
         self.model = onnx.ModelProto()
         self.model.CopyFrom(converted)
-        self.plan, self.inputs, self.threads = plan, inputs, options.threads
+        self.plan, self.inputs, self.threads = plan, inputs, threads
         self.orig_pos, self.conv_pos = nodes_by_layer(original.graph), nodes_by_layer(self.model.graph)
         self._full: dict[bool, Runner] = {}
+        self._walk: dict[bool, Walker] = {}
+        self._targets: dict[str, list[np.ndarray | None]] = {}
+        self._done: set[str] = set()
 
     # -- reading the graphs ---------------------------------------------------------------------
     def _node(self, name: str) -> onnx.NodeProto:
@@ -69,35 +96,25 @@ class OnnxDriver:
             raise RewriteError(f"{name}: not in the original graph")
         return self.original.graph.node[self.orig_pos[name]]
 
+    def _bn_node(self, name: str) -> onnx.NodeProto | None:
+        planned = next(p for p in self.plan.layers if p.name == name)
+        return self.original.graph.node[self.orig_pos[planned.bn_folded]] if planned.bn_folded else None
+
     def target_name(self, name: str) -> str:
         """The original tensor the converted layer must reproduce (the folded BN's output if any)."""
-        planned = next(p for p in self.plan.layers if p.name == name)
-        if planned.bn_folded:
-            return self.original.graph.node[self.orig_pos[planned.bn_folded]].output[0]
-        return self.original_conv(name).output[0]
-
-    def elem_type(self, name: str) -> int:
-        return self._init(f"{name}/pointwise.weight").data_type
+        bn = self._bn_node(name)
+        return bn.output[0] if bn is not None else self.original_conv(name).output[0]
 
     def folded_weight(self, name: str) -> tuple[np.ndarray, int, bool]:
         """(BN-folded float64 kernel, groups, transposed) of the original conv ``name``."""
-        node = self.original_conv(name)
-        graph = self.original.graph
-        weight = _constant(graph, node.input[1])
-        if weight is None:
-            raise RewriteError(f"{name}: weight is not a constant of the model; it cannot be calibrated")
-        bias = _constant(graph, node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        groups, bn = int(attrs(node).get("group", 1)), None
-        planned = next(p for p in self.plan.layers if p.name == name)
-        if planned.bn_folded:
-            bn_node = graph.node[self.orig_pos[planned.bn_folded]]
-            scale, beta, mean, var = (_constant(graph, i) for i in bn_node.input[1:5])
-            bn = BatchNormParams(planned.bn_folded, scale, beta, mean, var, float(attrs(bn_node).get("epsilon", 1e-5)))
-        transposed = node.op_type == "ConvTranspose"
-        w64, _ = fold_batchnorm(ConvWeights(weight, bias, bn), groups, transposed)
-        return w64, groups, transposed
+        return folded_weight(self.original.graph, self.original_conv(name), self._bn_node(name))
 
     # -- Driver protocol ------------------------------------------------------------------------
+    def begin(self, chunks: Chunks) -> None:
+        feeds = [{k: v[i] for k, v in self.inputs.items()} for i in chunks.indices]
+        self._walk = {False: Walker(self.original, feeds, self.threads), True: Walker(self.model, feeds, self.threads)}
+        self._targets, self._done = {}, set()
+
     def factors(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         bias = self._init(f"{name}/pointwise.bias")
         return (numpy_helper.to_array(self._init(f"{name}/depthwise.weight")),
@@ -132,34 +149,56 @@ class OnnxDriver:
         self.model.graph.value_info.extend(kept)
         self._full.pop(True, None)
 
-    def _runner(self, model: onnx.ModelProto, outputs: list[str] | None, elem_type: int = 0) -> Runner:
-        return Runner(model, outputs, elem_type, self.inputs, self.threads)
+    def depthwise(self, name: str, kernel: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        walker, node = self._walk[True], self._node(f"{name}/depthwise")
+        cut = walker.position_of(node.name)
+        if kernel is None:
+            kernel = numpy_helper.to_array(self._init(f"{name}/depthwise.weight"))
+        dtype = numpy_helper.to_array(self._init(f"{name}/pointwise.weight")).dtype
+        alone = helper.make_node(node.op_type, [node.input[0], _KERNEL], [node.output[0]], name=node.name)
+        alone.attribute.extend(node.attribute)
+        weight = numpy_helper.from_array(np.ascontiguousarray(np.asarray(kernel).astype(dtype)), _KERNEL)
+        run = None
+        for index in range(len(walker.live)):
+            walker.advance_chunk(index, cut)  # a chunk reaches the layer's cut as its turn comes
+            run = run or walker.run_nodes([alone], [node.output[0]], [weight])
+            yield run(index)[0]
 
-    def layer_batches(self, name: str, index_batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        kind = self.elem_type(name)
-        conv = self._runner(self.model, [self._node(f"{name}/depthwise").output[0]], kind)
-        orig = self._runner(self.original, [self.target_name(name)], kind)
-        for indices in index_batches:
-            yield conv.run(indices)[0], orig.run(indices)[0]
+    def targets(self, name: str) -> Iterator[np.ndarray]:
+        target, walker = self.target_name(name), self._walk[False]
+        stop = walker.producer(target) + 1
+        wanted = tuple(self.target_name(p.name) for p in self.plan.layers if p.name not in self._done)
+        count = len(walker.live)
+        for index in range(count):
+            if self._targets.get(target, [None] * count)[index] is None:
+                taken = walker.advance_chunk(index, max(stop, walker.at[index]), wanted)
+                for tensor, value in taken.items():
+                    stored = self._targets.setdefault(tensor, [None] * count)
+                    stored[index] = value if stored[index] is None else stored[index]
+            value = self._targets.get(target, [None] * count)[index]
+            if value is None:
+                raise RewriteError(f"{name}: its target {target!r} was not produced by the original graph")
+            yield value
+
+    def relu_follows(self, name: str) -> bool:
+        return relu_only_readers(self.original.graph, self.target_name(name))
+
+    def advance(self, name: str) -> None:
+        self._done.add(name)
+        self._targets.pop(self.target_name(name), None)
+
+    def _runner(self, converted: bool) -> Runner:
+        if converted not in self._full:
+            model = self.model if converted else self.original
+            self._full[converted] = Runner(model, None, 0, self.inputs, self.threads)
+        return self._full[converted]
+
+    def fixed_step(self) -> int:
+        """1 when the original graph runs any number of samples at once, else its fixed batch size."""
+        return self._runner(False).step or 1
 
     def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
-        if converted not in self._full:
-            self._full[converted] = self._runner(self.model if converted else self.original, None)
-        return self._full[converted].run(indices)
-
-
-def _fit_batch(model: onnx.ModelProto, inputs: dict[str, np.ndarray], options: CalibOptions
-               ) -> tuple[dict[str, np.ndarray], CalibOptions]:
-    """Inputs capped at ``options.samples``; with a static batch dim B > 1 the count and the batch size
-    become multiples of B (a graph that cannot take other batch sizes is then fed exactly B at a time)."""
-    count = min(options.samples, min(len(a) for a in inputs.values()))
-    static = static_batch(model, inputs)
-    if static > 1:
-        if count < static:
-            raise InputError(f"the model's batch dim is fixed at {static}; got only {count} calibration samples")
-        count -= count % static
-        options = replace(options, batch_size=static * max(1, options.batch_size // static))
-    return {k: v[:count] for k, v in inputs.items()}, options
+        return self._runner(converted).run(indices)
 
 
 def calibrate_onnx(original: onnx.ModelProto | str, converted: onnx.ModelProto, plan: Plan,
@@ -169,12 +208,15 @@ def calibrate_onnx(original: onnx.ModelProto | str, converted: onnx.ModelProto, 
     if isinstance(original, str):
         path, original = original, onnx.load(original, load_external_data=False)
         load_missing_external_data(original, path)
-    inputs, options = _fit_batch(original, inputs, options)
-    driver = OnnxDriver(original, converted, plan, inputs, options)
+    count = min(options.samples, min(len(a) for a in inputs.values()))
+    inputs = {k: v[:count] for k, v in inputs.items()}
+    threads = options.threads or usable_cores()
+    driver = OnnxDriver(original, converted, plan, inputs, threads)
+    step = driver.fixed_step() if count else 1
     search = options.max_output_error is not None
     tasks = []
     for planned in sorted(plan.layers, key=lambda p: driver.conv_pos.get(f"{p.name}/depthwise", 0)):
         weight, groups, transposed = driver.folded_weight(planned.name)
         tasks.append(LayerTask(planned.name, groups, planned.rank, transposed, weight if search else None))
-    report, ranks, energies = run_calibration(driver, tasks, len(next(iter(inputs.values()))), options)
+    report, ranks, energies = run_calibration(driver, tasks, count, options, step)
     return CalibResult(model=driver.model, report=report, ranks=ranks, energies=energies)

@@ -53,6 +53,8 @@ def session(model: onnx.ModelProto, threads: int):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # Idle pool threads sleep instead of spinning: numpy's solves share the cores with them.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads > 0:
         opts.intra_op_num_threads = threads
     if model.ByteSize() <= _TWO_GB:

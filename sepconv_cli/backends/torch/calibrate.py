@@ -1,157 +1,160 @@
-"""Calibrated refit for PyTorch modules: forward hooks read the tensors the refit needs.
+"""Calibrated refit for PyTorch models: ``nn.Module`` sources and ``.pt2`` programs.
 
-Contract of the torch rewriter: the converted module at a conv's qualified name has ``.depthwise`` and
-``.pointwise`` submodules, and a BatchNorm folded into the conv is an ``nn.Identity`` at its own name.
-The depthwise output is read from the converted model (earlier layers already refit), the target from
-the original: the conv's output, or the folded BatchNorm's output. A hook stops the forward pass as soon
-as the tensor it waits for exists, so each read costs only the part of the network before it.
-Works on ``nn.Module`` models (entry points, pickles, state_dict + architecture), not on ``.pt2`` programs.
+Both networks are walked forward once over the sample chunks (``walk.FxWalker``): the original up to each
+layer's target (the conv's output, or the folded BatchNorm's output), the converted one up to the cut
+before each layer's depthwise conv, whose input is then read from the live values. ``nn.Module`` graphs
+come from ``torch.fx.symbolic_trace``; a module fx cannot trace (data-dependent control flow) falls back
+to forward hooks that stop the pass once the wanted tensor exists, which reruns the prefix per layer.
+``.pt2`` programs are walked through ``ExportedProgram.module()`` and exported again at the end with the
+converted program's example inputs and dynamic dims. Where the factors live: ``calib_layouts``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.utils._pytree import tree_leaves
 
-from sepconv_cli.backends.torch.modules import conv_kind, get_module
-from sepconv_cli.backends.torch.runtime import batchnorm_params, to_numpy
-from sepconv_cli.calibration.loop import CalibResult, LayerTask, run_calibration
+from sepconv_cli.backends.torch.calib_hooks import HookDriver
+from sepconv_cli.backends.torch.calib_layouts import ModuleLayout, ProgramLayout, relu_only_users
+from sepconv_cli.backends.torch.export import program_examples
+from sepconv_cli.backends.torch.pt2 import _reexport
+from sepconv_cli.backends.torch.runtime import quiet, to_numpy
+from sepconv_cli.backends.torch.walk import FxWalker
+from sepconv_cli.calibration.loop import CalibResult, Chunks, LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
-from sepconv_cli.core.decompose import fold_batchnorm
 from sepconv_cli.core.records import Plan
-from sepconv_cli.core.weights import ConvWeights
 from sepconv_cli.errors import UsageError
 
 
-class _Captured(Exception):
-    """Raised by a hook once its tensor is captured: the rest of the forward pass is not needed."""
+class FxDriver:
+    """Runs and edits traced graphs for the calibration loop (see ``calibration.loop.Driver``)."""
 
-
-def capture(model: nn.Module, module: nn.Module, args: list[torch.Tensor]) -> np.ndarray:
-    """The output of ``module`` (a submodule of ``model``) when ``model`` runs on ``args``."""
-    box: list[torch.Tensor] = []
-
-    def hook(_mod, _inp, out):
-        box.append(out)
-        raise _Captured
-
-    handle = module.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(*args)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-    if not box:
-        raise UsageError(f"{type(module).__name__} never ran during the forward pass; it cannot be calibrated")
-    return to_numpy(box[0])
-
-
-def _param(array: np.ndarray, like: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)).to(dtype=like.dtype, device=like.device),
-                        requires_grad=like.requires_grad)
-
-
-class TorchDriver:
-    """Runs and edits the modules for the calibration loop (see ``calibration.loop.Driver``)."""
-
-    def __init__(self, original: nn.Module, converted: nn.Module, plan: Plan, inputs: dict[str, np.ndarray]):
-        self.original = original
-        self.model = copy.deepcopy(converted).eval()
-        self.plan, self.inputs = plan, inputs
+    def __init__(self, graphs: tuple[fx.GraphModule, fx.GraphModule], layout: Any, plan: Plan,
+                 inputs: dict[str, np.ndarray], step: int = 1):
+        self.original, self.converted = graphs
+        self.layout, self.plan, self.inputs, self.step = layout, plan, inputs, step
+        self._walk: dict[bool, FxWalker] = {}
+        self._targets: dict[fx.Node, list[torch.Tensor | None]] = {}
+        self._done: set[str] = set()
+        self.factors, self.install = layout.factors, layout.install
 
     def _args(self, indices: np.ndarray) -> list[torch.Tensor]:
         return [torch.from_numpy(np.ascontiguousarray(a[indices])) for a in self.inputs.values()]
 
-    def _sep(self, name: str) -> nn.Module:
-        sep = get_module(self.model, name, "converted layer")
-        if not (hasattr(sep, "depthwise") and hasattr(sep, "pointwise")):
-            raise UsageError(f"converted layer {name!r} has no depthwise/pointwise submodules")
-        return sep
-
-    def _target(self, name: str) -> nn.Module:
-        planned = next(p for p in self.plan.layers if p.name == name)
-        return get_module(self.original, planned.bn_folded or name, "layer")
-
     def order(self) -> list[str]:
-        """Planned layer names in the order the forward pass runs them (one sample)."""
-        seen: list[str] = []
-        handles = [self._sep(p.name).register_forward_pre_hook(lambda *_, n=p.name: seen.append(n))
-                   for p in self.plan.layers]
-        try:
+        """Planned layer names in the order the converted graph runs their depthwise convs."""
+        position = {n: i for i, n in enumerate(self.converted.graph.nodes)}
+        return sorted((p.name for p in self.plan.layers),
+                      key=lambda name: position[self.layout.depthwise_node(self.converted, name)])
+
+    def begin(self, chunks: Chunks) -> None:
+        feeds = [self._args(i) for i in chunks.indices]
+        self._walk = {False: FxWalker(self.original, feeds), True: FxWalker(self.converted, feeds)}
+        self._targets, self._done = {}, set()
+
+    def depthwise(self, name: str, kernel: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        walker, node = self._walk[True], self.layout.depthwise_node(self.converted, name)
+        kernel = self.factors(name)[0] if kernel is None else kernel
+        for index in range(len(walker.live)):
+            walker.advance_chunk(index, walker.index[node])  # a chunk reaches the layer's cut as its turn comes
             with torch.no_grad():
-                self.model(*self._args(np.arange(1)))
-        finally:
-            for h in handles:
-                h.remove()
-        first = list(dict.fromkeys(seen))
-        return first + [p.name for p in self.plan.layers if p.name not in first]
+                yield to_numpy(self.layout.apply_depthwise(name, walker.live[index][node.args[0]], kernel))
 
-    def folded_weight(self, name: str) -> tuple[np.ndarray, int, bool]:
-        """(BN-folded float64 kernel, groups, transposed) of the original conv ``name``."""
-        conv = get_module(self.original, name, "layer")
-        planned = next(p for p in self.plan.layers if p.name == name)
-        bn = batchnorm_params(get_module(self.original, planned.bn_folded), planned.bn_folded) \
-            if planned.bn_folded else None
-        bias = None if conv.bias is None else to_numpy(conv.bias)
-        transposed = conv_kind(conv)[1].transposed
-        w64, _ = fold_batchnorm(ConvWeights(to_numpy(conv.weight), bias, bn), conv.groups, transposed)
-        return w64, conv.groups, transposed
+    def targets(self, name: str) -> Iterator[np.ndarray]:
+        node, walker = self.layout.target_node(self.original, name), self._walk[False]
+        wanted = [self.layout.target_node(self.original, p.name) for p in self.plan.layers if p.name not in self._done]
+        count = len(walker.live)
+        for index in range(count):
+            if self._targets.get(node, [None] * count)[index] is None:
+                taken = walker.advance_chunk(index, max(walker.index[node] + 1, walker.at[index]), wanted)
+                for want, value in taken.items():
+                    stored = self._targets.setdefault(want, [None] * count)
+                    stored[index] = value if stored[index] is None else stored[index]
+            yield to_numpy(self._targets[node][index])
 
-    def factors(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        sep = self._sep(name)
-        bias = sep.pointwise.bias
-        return to_numpy(sep.depthwise.weight), to_numpy(sep.pointwise.weight), None if bias is None else to_numpy(bias)
+    def relu_follows(self, name: str) -> bool:
+        return relu_only_users(self.layout.target_node(self.original, name), self.original)
 
-    def install(self, name: str, depthwise: np.ndarray, pointwise: np.ndarray, bias: np.ndarray | None) -> None:
-        sep = self._sep(name)
-        dw, pw = sep.depthwise, sep.pointwise
-        dw.weight = _param(depthwise, dw.weight)
-        transposed = conv_kind(dw)[1].transposed
-        dw.out_channels = depthwise.shape[0] * (depthwise.shape[1] if transposed else 1)
-        if dw.bias is not None and dw.bias.shape[0] != dw.out_channels:
-            dw.bias = _param(np.zeros(dw.out_channels), dw.bias)  # zero-initialised, as rewritten
-        pw.weight = _param(pointwise, pw.weight)
-        pw.in_channels = pointwise.shape[1] * pw.groups
-        if bias is not None:
-            pw.bias = _param(bias, pw.weight)
-
-    def layer_batches(self, name: str, index_batches: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        depthwise, target = self._sep(name).depthwise, self._target(name)
-        for indices in index_batches:
-            args = self._args(indices)
-            yield capture(self.model, depthwise, args), capture(self.original, target, args)
+    def advance(self, name: str) -> None:
+        self._done.add(name)
+        self._targets.pop(self.layout.target_node(self.original, name), None)
 
     def outputs(self, converted: bool, indices: np.ndarray) -> list[np.ndarray]:
+        model = self.converted if converted else self.original
+        parts = []
         with torch.no_grad():
-            result = (self.model if converted else self.original)(*self._args(indices))
-        return [to_numpy(t) for t in tree_leaves(result) if isinstance(t, torch.Tensor)]
+            for start in range(0, len(indices), self.step):
+                result = model(*self._args(indices[start:start + self.step]))
+                parts.append([to_numpy(t) for t in tree_leaves(result) if isinstance(t, torch.Tensor)])
+        return [np.concatenate(chunk) for chunk in zip(*parts)]
+
+
+def _tasks(names: list[str], plan: Plan, layout: Any, search: bool) -> list[LayerTask]:
+    tasks = []
+    for name in names:
+        weight, groups, transposed = layout.folded_weight(name)
+        rank = next(p.rank for p in plan.layers if p.name == name)
+        tasks.append(LayerTask(name, groups, rank, transposed, weight if search else None))
+    return tasks
+
+
+def _trace(model: nn.Module) -> fx.GraphModule | None:
+    """``model`` traced by ``torch.fx`` (None when it cannot be traced: data-dependent control flow...)."""
+    try:
+        with quiet():
+            return fx.symbolic_trace(model)
+    except Exception:  # noqa: BLE001 - any tracing failure means: use the hook driver instead
+        return None
 
 
 def calibrate_torch(original: nn.Module, converted: nn.Module, plan: Plan, inputs: dict[str, np.ndarray],
                     options: CalibOptions = CalibOptions()) -> CalibResult:
-    """Refit the pointwise factor of every planned layer of ``converted`` (a deep copy; the argument is
-    left untouched). ``inputs`` are passed to ``forward`` positionally, in dict order."""
+    """Refit every planned layer of ``converted`` (a deep copy; the argument is left untouched).
+    ``inputs`` are passed to ``forward`` positionally, in dict order."""
     if not isinstance(original, nn.Module) or not isinstance(converted, nn.Module):
-        raise UsageError("calibration needs nn.Module models; for a .pt2 program, convert its source module "
-                         "or export it to ONNX and calibrate that")
+        raise UsageError("calibration needs nn.Module models here; .pt2 programs go through calibrate_pt2")
     count = min(options.samples, min(len(a) for a in inputs.values()))
     inputs = {k: v[:count] for k, v in inputs.items()}
-    driver = TorchDriver(original.eval(), converted, plan, inputs)
-    search = options.max_output_error is not None
-    tasks = []
-    for name in driver.order():
-        weight, groups, transposed = driver.folded_weight(name)
-        rank = next(p.rank for p in plan.layers if p.name == name)
-        tasks.append(LayerTask(name, groups, rank, transposed, weight if search else None))
-    report, ranks, energies = run_calibration(driver, tasks, count, options)
-    return CalibResult(model=driver.model, report=report, ranks=ranks, energies=energies)
+    model = copy.deepcopy(converted).eval()
+    layout = ModuleLayout(model, original.eval(), plan)
+    graphs = (_trace(layout.original), _trace(model))
+    driver: Any
+    if graphs[0] is not None and graphs[1] is not None:
+        driver = FxDriver(graphs, layout, plan, inputs)
+    else:
+        driver = HookDriver(layout, plan, inputs)
+    tasks = _tasks(driver.order(), plan, layout, options.max_output_error is not None)
+    with torch.no_grad():
+        report, ranks, energies = run_calibration(driver, tasks, count, options)
+    return CalibResult(model=model, report=report, ranks=ranks, energies=energies)
 
 
-__all__ = ["TorchDriver", "calibrate_torch", "capture"]
+def _fixed_step(program: Any) -> int:
+    """1 when the program's batch dim is dynamic, else its example batch size."""
+    _, args, dynamic = program_examples(program)
+    free = dynamic is not None and all(spec and 0 in spec for spec in dynamic)
+    return 1 if free else max(1, int(args[0].shape[0]))
+
+
+def calibrate_pt2(original: Any, converted: Any, plan: Plan, inputs: dict[str, np.ndarray],
+                  options: CalibOptions = CalibOptions()) -> CalibResult:
+    """Refit every planned layer of the converted ``ExportedProgram`` (a new program is returned)."""
+    count = min(options.samples, min(len(a) for a in inputs.values()))
+    inputs = {k: v[:count] for k, v in inputs.items()}
+    with quiet():
+        graphs = (original.module(), converted.module())
+    layout = ProgramLayout(graphs[1], graphs[0], plan)
+    driver = FxDriver(graphs, layout, plan, inputs, _fixed_step(original))
+    tasks = _tasks(driver.order(), plan, layout, options.max_output_error is not None)
+    with torch.no_grad():
+        report, ranks, energies = run_calibration(driver, tasks, count, options, driver.step)
+    return CalibResult(model=_reexport(graphs[1], converted), report=report, ranks=ranks, energies=energies)
+
+
+__all__ = ["FxDriver", "calibrate_pt2", "calibrate_torch"]

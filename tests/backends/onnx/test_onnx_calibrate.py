@@ -243,8 +243,9 @@ def test_bad_calibration_inputs_leave_no_output_behind(tmp_path):
 
 def test_every_convertible_format_has_a_calibration_route_or_a_reason():
     assert set(BACKENDS) <= set(DRIVERS) | set(REFUSED)
-    with pytest.raises(UsageError, match="not supported"):
-        driver_for("pt2")
+    with pytest.raises(UsageError, match="export them to ONNX"):
+        driver_for("torchscript")
+    assert DRIVERS["pt2"].endswith(":calibrate_pt2")
 
 
 def test_cli_progress_bar_covers_calibration_on_a_terminal_only(tmp_path):

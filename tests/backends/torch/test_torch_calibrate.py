@@ -113,10 +113,10 @@ def test_max_output_error_rank_search_rebuilds_modules_that_reload_from_a_manife
     rebuilt.load_state_dict(result.model.state_dict(), strict=True)
 
 
-def test_exported_programs_are_refused_with_the_supported_route():
+def test_exported_programs_are_sent_to_the_program_driver():
     net = _net()
     program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    with pytest.raises(UsageError, match="export it to ONNX"):
+    with pytest.raises(UsageError, match="calibrate_pt2"):
         calibrate_torch(program, program, PLAN, {"x": _x(2)})
 
 
