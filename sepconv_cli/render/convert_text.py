@@ -51,7 +51,7 @@ def _summary_lines(result, width: int) -> list[str]:
     if after is not None:
         lines += [f"params:    {_change(before.params, after.params, text.exact)}",
                   f"MACs:      {_change(before.macs, after.macs)}",
-                  f"file size: {_change(before.model.file_size, after.model.file_size, text.size)}"]
+                  f"file size: {text.size_change(before.model, after.model)}"]
     else:
         lines.append(f"planned saving: {text.exact(result.plan.params_saved)} params, "
                      f"{text.compact(result.plan.macs_saved)} MACs")
