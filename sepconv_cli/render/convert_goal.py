@@ -38,11 +38,12 @@ def trial_line(outcome: GoalOutcome, index: int, trial: Trial) -> str:
     m = trial.measured
     mark = "*" if index == outcome.chosen else " "
     agreement = "" if m.agreement is None else f", top-1 {text.percent(m.agreement)}"
+    # without calibrated curves the prediction is a kernel-energy proxy, not an output error: not shown
+    predicted = f"predicted {_err(_predicted_error(trial))}, measured " if outcome.calibrated_curves else ""
     return (f"{mark} {len(trial.ranks)} layers: {_UNIT[outcome.metric]} predicted "
             f"{_factor(outcome.original_cost, trial.predicted_cost)}, measured "
-            f"{_factor(outcome.original_cost, _measured_cost(outcome, trial))}; {m.error_of} error predicted "
-            f"{_err(_predicted_error(trial))}, measured {_err(m.error)}{agreement}"
-            f"{'' if trial.met else ' (missed)'}")
+            f"{_factor(outcome.original_cost, _measured_cost(outcome, trial))}; {m.error_of} error "
+            f"{predicted}{_err(m.error)}{agreement}{'' if trial.met else ' (missed)'}")
 
 
 def _next_step(outcome: GoalOutcome) -> str:
