@@ -31,7 +31,7 @@ from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.cpu import usable_cores
 from sepconv_cli.errors import UsageError
 from sepconv_cli.planner.options import CandidateOptions, Init, PlanOptions, RankBy
-from sepconv_cli.planner.rules import DEFAULT_ENERGY, RankRule, choose_rank, rank_rule
+from sepconv_cli.planner.rules import DEFAULT_ENERGY, RankRefused, RankRule, choose_rank, rank_rule
 from sepconv_cli.planner.select import keep_top, selected_rows
 
 RISK_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.9, "low"), (0.6, "medium"))
@@ -212,9 +212,10 @@ def _plan_one(item: _Assessment, rule: RankRule, report: Report, options: PlanOp
         return Excluded(layer.name, item.excluded.reason)
     if item.spectrum is None and options.init == Init.SVD.value:
         return Excluded(layer.name, "no weights to decompose (use --init random)")
-    chosen = choose_rank(rule, layer.conv, item.spectrum)
-    if isinstance(chosen, str):
-        return Excluded(layer.name, chosen)
+    try:
+        chosen = choose_rank(rule, layer.conv, item.spectrum)
+    except RankRefused as refused:
+        return Excluded(layer.name, str(refused))
     planned = _planned(item, chosen, report, options)
     saved = _saved_fraction(planned)
     if not options.full_rank and saved < options.min_saving:

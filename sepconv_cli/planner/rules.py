@@ -2,7 +2,8 @@
 
 Each rule kind maps to one function choosing T from the layer geometry and its spectrum (registry, no
 if-chain). Every rule but full rank must land below the break-even rank T* = K*Cout/(K*g+Cout)
-(DESIGN §4); otherwise the layer is left alone and the reason says why. Pure: no torch, no onnx.
+(DESIGN §4); otherwise the layer is left alone: :func:`choose_rank` raises :class:`RankRefused`, whose
+message is the reason. Pure: no torch, no onnx.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from sepconv_cli.core.records import ConvSpec
 from sepconv_cli.errors import UsageError
 
 DEFAULT_ENERGY = 0.9
+
+
+class RankRefused(Exception):
+    """No rank under the rule makes this layer worth converting; ``str(exc)`` is the reason (a plan's
+    normal outcome for that layer, not a user error)."""
 
 
 class RuleKind(str, Enum):
@@ -82,12 +88,12 @@ _CHOOSERS: dict[RuleKind, _Chooser] = {
 _NEEDS_SPECTRUM = frozenset({RuleKind.ENERGY, RuleKind.MAX_ERROR})
 
 
-def choose_rank(rule: RankRule, spec: ConvSpec, found: Spectrum | None) -> int | str:
-    """T for this layer under ``rule``, or the reason (a string) the layer is left alone."""
+def choose_rank(rule: RankRule, spec: ConvSpec, found: Spectrum | None) -> int:
+    """T for this layer under ``rule``; RankRefused (with the reason) when the layer is left alone."""
     if rule.kind in _NEEDS_SPECTRUM and found is None:
-        return f"{rule.describe()} needs weights to choose a rank"
+        raise RankRefused(f"{rule.describe()} needs weights to choose a rank")
     rank = _CHOOSERS[rule.kind](rule, spec, found)
     t_star = costs.break_even_rank(spec)
     if rule.kind is not RuleKind.FULL and rank >= t_star:
-        return f"T={rank} for {rule.describe()} is not below break-even T*={t_star:.3g}"
+        raise RankRefused(f"T={rank} for {rule.describe()} is not below break-even T*={t_star:.3g}")
     return rank
