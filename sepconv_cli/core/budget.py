@@ -79,11 +79,12 @@ def separable_coverage(report: Report) -> float:
     1.0 means nothing is left for ``sepconv convert`` to separate; a model without convolutions has
     nothing to separate either, so its coverage is 1.0.
     """
-    convs = [layer for layer in report.layers if layer.conv is not None and layer.macs is not None]
-    total = sum(layer.macs for layer in convs)
+    convs = [(layer.macs, is_separable_conv(layer)) for layer in report.layers
+             if layer.conv is not None and layer.macs is not None]
+    total = sum(macs for macs, _ in convs)
     if total == 0:
         return 1.0
-    return sum(layer.macs for layer in convs if is_separable_conv(layer)) / total
+    return sum(macs for macs, separable in convs if separable) / total
 
 
 def _unknown_rows(report: Report) -> tuple:
@@ -218,11 +219,12 @@ def evaluate_growth(current: Mapping[str, float], baseline: Mapping[str, float],
     current model or the baseline) gets an unknown outcome.
     """
     out = []
+    reasons = unknown or {}
     for name in GROWTH_METRICS:
         if name in current and name in baseline:
             limit = baseline[name] * (1.0 + max_growth)
-            if (unknown or {}).get(name):
-                outcome = _unknown_outcome(model, GROWTH_PREFIX + name, current[name], limit, unknown[name])
+            if reasons.get(name):
+                outcome = _unknown_outcome(model, GROWTH_PREFIX + name, current[name], limit, reasons[name])
                 out.append(replace(outcome, baseline=baseline[name]))
             else:
                 out.append(_growth_outcome(model, name, current[name], baseline[name], limit))

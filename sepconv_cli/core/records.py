@@ -8,6 +8,7 @@ Units: ``params``/``buffers`` are tensor elements, ``macs`` are multiply-accumul
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TypeGuard
 
 SCHEMA_VERSION = 1
 
@@ -17,7 +18,7 @@ Dim = int | str
 Shape = tuple[Dim, ...]
 
 
-def is_static(shape: Shape | None) -> bool:
+def is_static(shape: Shape | None) -> TypeGuard[tuple[int, ...]]:
     """True when every dim of ``shape`` is a known int."""
     return shape is not None and all(isinstance(d, int) for d in shape)
 

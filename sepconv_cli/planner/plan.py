@@ -60,9 +60,16 @@ class _Assessment:
     factorable: bool
 
 
+def _conv(layer: Layer) -> ConvSpec:
+    """The geometry of a conv row (the planner only ever sees conv rows; anything else is a caller bug)."""
+    if layer.conv is None:
+        raise TypeError(f"{layer.name!r} is not a convolution row")
+    return layer.conv
+
+
 def _grids(layer: Layer) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
     """(batch, input spatial dims, output spatial dims) of a conv row, None when a shape is unknown."""
-    dims = len(layer.conv.kernel)
+    dims = len(_conv(layer).kernel)
     found = []
     for shapes in (layer.input_shapes, layer.output_shapes):
         shape = shapes[0] if shapes else None
@@ -78,8 +85,8 @@ def _macs(layer: Layer, rank: int | None) -> int | None:
     if grids is None:
         return layer.macs if rank is None else None
     if rank is None:
-        return costs.spec_macs(layer.conv, *grids)
-    return costs.separable_macs(layer.conv, rank, *grids)
+        return costs.spec_macs(_conv(layer), *grids)
+    return costs.separable_macs(_conv(layer), rank, *grids)
 
 
 def _risk(energy_t1: float | None) -> str | None:
@@ -93,7 +100,7 @@ def _layer_spectrum(layer: Layer, handle: ModelHandle | None, fold_bn: bool) -> 
     weights = handle.conv_weights(layer.name) if handle is not None and layer.weight_constant else None
     if weights is None:
         return None
-    spec = layer.conv
+    spec = _conv(layer)
     kernel = weights.weight
     if fold_bn and layer.bn_follows and weights.bn is not None:
         kernel = fold_batchnorm(weights, spec.groups, spec.transposed)[0]
@@ -113,31 +120,32 @@ def _bn_folded(layer: Layer, fold_bn: bool) -> str | None:
 
 
 def _candidate(layer: Layer, found: Spectrum | None, options: CandidateOptions) -> Candidate:
-    spec = layer.conv
+    spec = _conv(layer)
     t_star = costs.break_even_rank(spec)
     bn = _bn_folded(layer, options.fold_bn)
     sep_spec = spec if bn is None else replace(spec, has_bias=True)  # a folded BN leaves a bias behind
-    base = dict(name=layer.name, op=layer.op, params=costs.conv_params(spec), macs=_macs(layer, None),
-                params_separable=costs.separable_params(sep_spec, 1, options.depthwise_bias),
-                macs_separable=_macs(layer, 1), break_even=t_star, max_rank=costs.max_rank(spec), bn_folded=bn)
+    base = Candidate(name=layer.name, op=layer.op, params=costs.conv_params(spec), macs=_macs(layer, None),
+                     params_separable=costs.separable_params(sep_spec, 1, options.depthwise_bias),
+                     macs_separable=_macs(layer, 1), break_even=t_star, max_rank=costs.max_rank(spec),
+                     bn_folded=bn)
     if not layer.weight_constant:
-        return Candidate(**base, convertible=False, reason=NOT_CONSTANT)
+        return replace(base, convertible=False, reason=NOT_CONSTANT)
     if found is None:
-        return Candidate(**base, reason=NO_WEIGHTS)
+        return replace(base, reason=NO_WEIGHTS)
     energy_t1 = found.energy(1)
     rank = found.rank_for_energy(options.energy)
-    base["energies"] = tuple(float(e) for e in found.energies())
+    weighed = replace(base, energies=tuple(float(e) for e in found.energies()), energy_t1=energy_t1,
+                      risk=_risk(energy_t1))
     if rank >= t_star:
         reason = f"T={rank} needed for {options.energy:.0%} energy is not below break-even T*={t_star:.3g}"
-        return Candidate(**base, energy_t1=energy_t1, risk=_risk(energy_t1), reason=reason)
-    return Candidate(**base, energy_t1=energy_t1, risk=_risk(energy_t1), rank=rank,
-                     params_at_rank=costs.separable_params(sep_spec, rank, options.depthwise_bias),
-                     macs_at_rank=_macs(layer, rank), energy_at_rank=found.energy(rank))
+        return replace(weighed, reason=reason)
+    return replace(weighed, rank=rank, params_at_rank=costs.separable_params(sep_spec, rank, options.depthwise_bias),
+                   macs_at_rank=_macs(layer, rank), energy_at_rank=found.energy(rank))
 
 
 def _assess(layer: Layer, handle: ModelHandle | None, options: CandidateOptions) -> _Assessment:
     """Classify one conv row; the SVD runs only for rows that can be factored."""
-    spec = layer.conv
+    spec = _conv(layer)
     structural = _structural_reason(spec)
     if structural is not None:
         return _Assessment(layer, None, Excluded(layer.name, structural), None, False)
@@ -186,18 +194,18 @@ def _bn_params(report: Report, bn: str | None) -> int:
 
 def _planned(item: _Assessment, rank: int, report: Report, options: PlanOptions) -> PlannedLayer:
     """Costs and kept energy of one layer at ``rank``; a folded BN's own params leave with it."""
-    layer, spec = item.layer, item.layer.conv
+    layer, spec = item.layer, _conv(item.layer)
     bn = _bn_folded(layer, options.fold_bn)
     bn_params = _bn_params(report, bn)
     after_spec = spec if bn is None else replace(spec, has_bias=True)
-    keeps = item.spectrum is not None and options.init == Init.SVD.value
+    kept = item.spectrum if options.init == Init.SVD.value else None  # random init keeps no energy
     return PlannedLayer(
         name=layer.name, rank=rank,
         params_before=costs.conv_params(spec) + bn_params,
         params_after=costs.separable_params(after_spec, rank, options.depthwise_bias),
         macs_before=_macs(layer, None), macs_after=_macs(layer, rank),
-        energy=item.spectrum.energy(rank) if keeps else None,
-        weight_error=item.spectrum.relative_error(rank) if keeps else None,
+        energy=kept.energy(rank) if kept is not None else None,
+        weight_error=kept.relative_error(rank) if kept is not None else None,
         bn_folded=bn,
     )
 
@@ -213,7 +221,7 @@ def _plan_one(item: _Assessment, rule: RankRule, report: Report, options: PlanOp
     if item.spectrum is None and options.init == Init.SVD.value:
         return Excluded(layer.name, "no weights to decompose (use --init random)")
     try:
-        chosen = choose_rank(rule, layer.conv, item.spectrum)
+        chosen = choose_rank(rule, _conv(layer), item.spectrum)
     except RankRefused as refused:
         return Excluded(layer.name, str(refused))
     planned = _planned(item, chosen, report, options)
@@ -256,7 +264,10 @@ def make_plan(report: Report, handle: ModelHandle | None, options: PlanOptions) 
     planned: list[PlannedLayer] = []
     for layer in rows:
         outcome = _plan_one(_assess(layer, handle, assess_options), rule, report, options)
-        (planned if isinstance(outcome, PlannedLayer) else skipped).append(outcome)
+        if isinstance(outcome, PlannedLayer):
+            planned.append(outcome)
+        else:
+            skipped.append(outcome)
     planned, dropped = keep_top(planned, options.top)
     return Plan(layers=tuple(planned), skipped=tuple(skipped + dropped), init=init.value,
                 depthwise_bias=options.depthwise_bias)

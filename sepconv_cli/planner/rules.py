@@ -76,22 +76,25 @@ def _validate(rule: RankRule) -> None:
         raise UsageError(f"--max-error must be within [0, 1), got {rule.value:g}")
 
 
+def _weighed(rule: RankRule, found: Spectrum | None) -> Spectrum:
+    """The spectrum a data-driven rule reads; RankRefused when the layer has no weights to read."""
+    if found is None:
+        raise RankRefused(f"{rule.describe()} needs weights to choose a rank")
+    return found
+
+
 _Chooser = Callable[[RankRule, ConvSpec, Spectrum | None], int]
 
 _CHOOSERS: dict[RuleKind, _Chooser] = {
     RuleKind.FIXED: lambda rule, spec, found: int(rule.value),
     RuleKind.FULL: lambda rule, spec, found: costs.max_rank(spec),
-    RuleKind.ENERGY: lambda rule, spec, found: found.rank_for_energy(rule.value),
-    RuleKind.MAX_ERROR: lambda rule, spec, found: found.rank_for_error(rule.value),
+    RuleKind.ENERGY: lambda rule, spec, found: _weighed(rule, found).rank_for_energy(rule.value),
+    RuleKind.MAX_ERROR: lambda rule, spec, found: _weighed(rule, found).rank_for_error(rule.value),
 }
-
-_NEEDS_SPECTRUM = frozenset({RuleKind.ENERGY, RuleKind.MAX_ERROR})
 
 
 def choose_rank(rule: RankRule, spec: ConvSpec, found: Spectrum | None) -> int:
     """T for this layer under ``rule``; RankRefused (with the reason) when the layer is left alone."""
-    if rule.kind in _NEEDS_SPECTRUM and found is None:
-        raise RankRefused(f"{rule.describe()} needs weights to choose a rank")
     rank = _CHOOSERS[rule.kind](rule, spec, found)
     t_star = costs.break_even_rank(spec)
     if rule.kind is not RuleKind.FULL and rank >= t_star:
