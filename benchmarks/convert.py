@@ -24,8 +24,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sepconv_cli import conversion, decompose, verify
 from sepconv_cli.backends.onnx.rewriter import BACKEND
+from sepconv_cli.core import decompose
+from sepconv_cli.pipeline import verify
+from sepconv_cli.pipeline.convert import ConvertRequest, convert
+from sepconv_cli.pipeline.verify_step import verification_inputs
 from sepconv_cli.planner import PlanOptions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,11 +126,11 @@ def bench_resnet50(folder: str) -> None:
     source = os.path.join(folder, "resnet50.onnx")
     onnx.save(resnet50(), source)
     print(f"ResNet-50-sized model: {os.path.getsize(source) / 2**20:.1f} MiB, every 3x3 conv at --energy 0.9")
-    request = conversion.ConvertRequest(source=source, output=os.path.join(folder, "resnet50.sep.onnx"),
+    request = ConvertRequest(source=source, output=os.path.join(folder, "resnet50.sep.onnx"),
                                         plan=PlanOptions(select=("*.conv2",), energy=0.9))
     with _SvdTimer() as svd:
         start = time.perf_counter()
-        result = conversion.convert(request)
+        result = convert(request)
         total = time.perf_counter() - start
     t = dict(result.timings)
     t["rewrite"] -= svd.seconds
@@ -151,11 +154,12 @@ def bench_vgg(folder: str) -> None:
         source = os.path.join(folder, "vgg.onnx")
         onnx.save(vgg_cifar(), source)
     out = os.path.join(folder, "vgg.sep.onnx")
-    request = conversion.ConvertRequest(source=source, output=out, plan=PlanOptions(rank=1, fold_bn=False))
-    result = conversion.convert(request)
+    request = ConvertRequest(source=source, output=out, plan=PlanOptions(rank=1, fold_bn=False))
+    result = convert(request)
     print(f"seed VGG ({os.path.relpath(source)}) at T=1: params {result.before.params:,} -> {result.after.params:,}, "
           f"MACs {result.before.macs / result.after.macs:.2f}x fewer")
-    inputs = conversion.verification_inputs(request, result.before).arrays
+    feed = verification_inputs(request, result.before)
+    inputs = {name: array[:1] for name, array in feed.arrays.items()}  # one sample: the model's batch is 1
     for threads in (None, 1):
         before, after = BACKEND.runner(source, threads), BACKEND.runner(out, threads)
         lat = verify.benchmark(lambda b=before: b(inputs), lambda a=after: a(inputs), runs=50, warmup=5)

@@ -24,9 +24,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from sepconv_cli import conversion  # noqa: E402
 from sepconv_cli.backends.registry import load  # noqa: E402
 from sepconv_cli.core.records import Report  # noqa: E402
+from sepconv_cli.pipeline.convert import ConvertRequest, convert  # noqa: E402
 from sepconv_cli.planner import PlanOptions  # noqa: E402
 
 
@@ -81,10 +81,20 @@ def score_model(label: str, path: str, data: dict) -> Score:
 def score_variant(variant: Variant, source: str, data: dict, folder: str) -> Score:
     """Convert ``source`` as ``variant`` says (into ``folder``) and score the result."""
     out = os.path.join(folder, variant.label.replace(" ", "_").replace("=", "") + ".onnx")
-    request = conversion.ConvertRequest(source=source, output=out, plan=variant.plan, force=True,
-                                        after_rewrite=variant.after_rewrite)
-    conversion.convert(request)
+    request = ConvertRequest(source=source, output=out, plan=variant.plan, force=True,
+                             after_rewrite=variant.after_rewrite)
+    convert(request)
     return score_model(variant.label, out, data)
+
+
+def load_data(model: str, data: str) -> dict[str, np.ndarray]:
+    """The digits arrays from ``data``, once the trained ``model`` and ``data`` are known to exist (exits
+    with the command that makes them otherwise)."""
+    for path in (model, data):
+        if not os.path.exists(path):
+            sys.exit(f"{path}: missing; run python samples/train_digits.py first")
+    with np.load(data) as npz:
+        return {k: npz[k] for k in npz.files}
 
 
 def print_scores(scores: list[Score]) -> None:
@@ -100,11 +110,7 @@ def main(argv: list[str] | None = None) -> list[Score]:
     parser.add_argument("--model", default=os.path.join(HERE, "digits_vgg.onnx"))
     parser.add_argument("--data", default=os.path.join(HERE, "digits_data.npz"))
     args = parser.parse_args(argv)
-    for path in (args.model, args.data):
-        if not os.path.exists(path):
-            sys.exit(f"{path}: missing; run python samples/train_digits.py first")
-    with np.load(args.data) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = load_data(args.model, args.data)
     scores = [score_model("original", args.model, data)]
     with tempfile.TemporaryDirectory(prefix="sepconv-digits-") as folder:
         scores += [score_variant(v, args.model, data, folder) for v in VARIANTS]

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from digits_accuracy import Variant, print_scores, score_model, score_variant  # noqa: E402
+from digits_accuracy import Variant, load_data, print_scores, score_model, score_variant  # noqa: E402
 
 from sepconv_cli.calibration.solve import CalibOptions  # noqa: E402
 from sepconv_cli.pipeline.calibrate import CalibrationHook  # noqa: E402
@@ -45,11 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=os.path.join(HERE, "digits_data.npz"))
     parser.add_argument("--samples", type=int, nargs="+", default=[256])
     args = parser.parse_args(argv)
-    for path in (args.model, args.data):
-        if not os.path.exists(path):
-            sys.exit(f"{path}: missing; run python samples/train_digits.py first")
-    with np.load(args.data) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = load_data(args.model, args.data)
     scores, hooks = [score_model("original", args.model, data)], []
     with tempfile.TemporaryDirectory(prefix="sepconv-digits-calib-") as folder:
         scores.append(score_variant(Variant("T=1 SVD only", PlanOptions(rank=1)), args.model, data, folder))
