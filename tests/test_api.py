@@ -161,6 +161,7 @@ def _readme_api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_api_example_runs_as_written(tmp_path):
     """The example runs from a folder holding the repository's samples, as a user's clone would."""
     (tmp_path / "samples").mkdir()

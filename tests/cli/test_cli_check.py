@@ -328,6 +328,7 @@ def documented_project(tmp_path):
     return doc, tmp_path, env
 
 
+@pytest.mark.slow
 def test_documented_ci_job_runs_against_the_samples(documented_project):
     import yaml
 
@@ -354,6 +355,7 @@ def test_documented_ci_job_runs_against_the_samples(documented_project):
     assert failures == ["max-params"]
 
 
+@pytest.mark.slow
 def test_documented_failure_output_is_what_check_prints(documented_project):
     doc, cwd, env = documented_project
     console = fenced(doc, "console")[0].strip().splitlines()

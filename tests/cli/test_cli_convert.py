@@ -55,6 +55,7 @@ def test_vgg_rank1_table_manifest_and_params(vgg, tmp_path):
     assert _files(tmp_path) == {"vgg.sep.onnx", "vgg.sep.onnx.manifest.json"}
 
 
+@pytest.mark.slow
 def test_json_on_stdout_with_verification_and_latency(vgg, tmp_path):
     out = tmp_path / "full.onnx"
     result = _run(vgg, "-o", str(out), "--rank", "full", "--format", "json", "--benchmark")

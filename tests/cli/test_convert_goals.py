@@ -38,6 +38,7 @@ def _json(result) -> dict:
 
 
 @pytest.mark.parametrize("target", ["4x", "25%", "30M"])
+@pytest.mark.slow
 def test_mac_budget_is_met_and_the_file_agrees(vgg, tmp_path, target):
     out = tmp_path / "m.onnx"
     data = _json(_run(vgg, "-o", str(out), "--target-macs", target, "--format", "json"))
@@ -51,6 +52,7 @@ def test_mac_budget_is_met_and_the_file_agrees(vgg, tmp_path, target):
     assert data["goal"]["kind"] == "budget" and data["goal"]["metric"] == "macs"
 
 
+@pytest.mark.slow
 def test_param_budget(vgg, tmp_path):
     out = tmp_path / "p.onnx"
     data = _json(_run(vgg, "-o", str(out), "--target-params", "3x", "--format", "json"))
@@ -91,6 +93,7 @@ def test_default_plan_is_data_free_and_says_so(vgg, tmp_path):
     assert "data-free" in result.stderr
 
 
+@pytest.mark.slow
 def test_sweep_writes_nothing_and_reports_a_monotone_budget_list(vgg, tmp_path):
     result = _run(vgg, "--sweep", "--sweep-metric", "macs", "--sweep-points", "3", "--format", "json")
     data = _json(result)

@@ -250,6 +250,7 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     return b"".join(chunks).decode("utf-8")
 
 
+@pytest.mark.slow
 def test_table_on_a_terminal_json_when_piped_and_no_colour_under_no_color(tmp_path):
     onnx.save(_conv_model(), str(tmp_path / "m.onnx"))
     model = str(tmp_path / "m.onnx")

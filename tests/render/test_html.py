@@ -143,6 +143,7 @@ def _screenshot_module():
     return module
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(tmp_path):
     shots = _screenshot_module()
     browser = shots.find_chromium()

@@ -91,6 +91,7 @@ def test_traced_and_hook_drivers_give_the_same_refit():
     assert traced.report.output_error_after < traced.report.output_error_before
 
 
+@pytest.mark.slow
 def test_pt2_programs_are_calibrated_and_exported_again():
     net = _net()
     program = torch.export.export(net, (torch.zeros(2, 1, 10, 10),),
@@ -113,6 +114,7 @@ def test_pt2_programs_are_calibrated_and_exported_again():
     assert all(torch.equal(v, converted.native.state_dict[k]) for k, v in given.items())  # untouched
 
 
+@pytest.mark.slow
 def test_convert_calibrates_a_pt2_file_end_to_end(tmp_path):
     from sepconv_cli.pipeline.calibrate import CalibrationHook
     from sepconv_cli.pipeline.convert import ConvertRequest, convert

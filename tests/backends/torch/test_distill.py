@@ -19,6 +19,8 @@ from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND
 from sepconv_cli.calibration.solve import CalibOptions, split_samples
 from sepconv_cli.errors import UsageError
 
+pytestmark = pytest.mark.slow  # the module's trained fixture takes seconds
+
 
 class DigitsNet(nn.Module):
     """conv-BN-ReLU x2, max-pool, a residual conv-BN-ReLU, global mean, linear head (8x8 digits)."""

@@ -121,7 +121,7 @@ def _fvcore(model, x):
     return analysis.by_module()
 
 
-@pytest.mark.parametrize("name", sorted(SMALL_MODELS) + ["resnet50"])
+@pytest.mark.parametrize("name", sorted(SMALL_MODELS) + [pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_per_module_agreement_with_fvcore(name):
     factory, shape = SMALL_MODELS.get(name, (ResNet50, (1, 3, 64, 64)))
     torch.manual_seed(0)
@@ -152,6 +152,7 @@ def test_totals_agree_with_flop_counter_mode_on_meta(name):
     assert analyze(model, shape).report.macs * 2 == counter.get_total_flops()
 
 
+@pytest.mark.slow
 def test_fvcore_engine_reproduces_fvcore_tables():
     from fvcore.nn import FlopCountAnalysis
 

@@ -46,6 +46,7 @@ def _program(model: nn.Module, shape) -> torch.export.ExportedProgram:
     return torch.export.export(model, (torch.randn(shape),), dynamic_shapes=({0: batch},))
 
 
+@pytest.mark.slow
 def test_pt2_source_full_rank_rewrite_reloads_and_matches(tmp_path):
     model = _net()
     program = _program(model, (2, 3, 6, 6))
@@ -85,6 +86,7 @@ def test_pt2_source_low_rank_file_shrinks(tmp_path):
     torch.export.load(str(after)).module()(torch.randn(1, 16, 8, 8))
 
 
+@pytest.mark.slow
 def test_onnx_output_checks_and_matches_the_converted_module(tmp_path):
     model = _net()
     converted = MODULE_BACKEND.rewrite(loaded(model, (2, 3, 6, 6)), _full_plan(model), ConvertOptions())

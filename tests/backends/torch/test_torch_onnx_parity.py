@@ -33,6 +33,7 @@ def _conv_macs(report) -> int:
 
 
 @pytest.mark.parametrize("name", ["unet3d", "audio", "effnet", "transformer"])
+@pytest.mark.slow
 def test_torch_and_onnx_reports_agree(name, tmp_path):
     factory, shape = SMALL_MODELS[name]
     torch.manual_seed(0)
