@@ -28,7 +28,7 @@ uses it)."""
 FORM_LOWERING: dict[str, str] = {"onnx": "sepconv_cli.backends.onnx.rewriter:lower_converted"}
 """Output format -> function restructuring converted layers into their fastest equivalent form."""
 
-LATENCY_RUNS = 30
+LATENCY_RUNS = 50
 """Interleaved whole-model runs per side when timing a trial."""
 
 
