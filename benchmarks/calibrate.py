@@ -8,9 +8,13 @@ candidate at ``--rank 4`` (9 layers; the 64->1 output conv has no rank that save
 on a shared 2-core machine; the issue quoted 411 CPU-s.
 
 Any ONNX model with its inputs works too: ``--onnx model.onnx --calib inputs.npz`` (e.g. the trained
-models ``benchmarks/models/build.py`` writes).
+models ``benchmarks/models/build.py`` writes; without ``--calib``, seeded random normal inputs).
 
-Run: ``python benchmarks/calibrate.py [--samples 256] [--rank 4] [--onnx M --calib C]``.
+``--curves`` times the rank curves instead (``layer_curves_onnx``: one pass of the original, every
+candidate at every rank below break-even), e.g. on the ResNet-50-shaped model with 64 inputs at 224x224
+(target for a whole sweep: <= 10 minutes on 2 cores).
+
+Run: ``python benchmarks/calibrate.py [--samples 256] [--rank 4] [--onnx M [--calib C]] [--curves]``.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import numpy as np
 import onnx
 
 from sepconv_cli.backends.onnx.calibrate import calibrate_onnx
+from sepconv_cli.backends.onnx.curves import layer_curves_onnx
 from sepconv_cli.backends.registry import ConvertOptions, backend_for, load
 from sepconv_cli.calibration.solve import CalibOptions
 from sepconv_cli.cpu import usable_cores
-from sepconv_cli.planner import PlanOptions, make_plan
+from sepconv_cli.pipeline.calibrate import curve_candidates
+from sepconv_cli.planner import CandidateOptions, PlanOptions, find_candidates, make_plan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,9 +51,14 @@ def _builders():
 def _case(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, np.ndarray], str]:
     """(model path, calibration inputs by input name, description)."""
     if args.onnx:
-        data = np.load(args.calib)
-        name = onnx.load(args.onnx, load_external_data=False).graph.input[0].name
-        return args.onnx, {name: data[data.files[0]][: args.samples]}, os.path.basename(args.onnx)
+        graph_input = onnx.load(args.onnx, load_external_data=False).graph.input[0]
+        if args.calib:
+            data = np.load(args.calib)
+            x = data[data.files[0]][: args.samples]
+        else:
+            shape = [d.dim_value or 1 for d in graph_input.type.tensor_type.shape.dim][1:]
+            x = np.random.default_rng(0).standard_normal((args.samples, *shape)).astype(np.float32)
+        return args.onnx, {graph_input.name: x}, os.path.basename(args.onnx)
     builders = _builders()
     path = os.path.join(folder, "dncnn.onnx")
     onnx.save(builders.dncnn(depth=10, channels=64, hw=64), path)
@@ -69,6 +80,21 @@ def _print_run(label: str, result, wall: float, cpu: float) -> None:
           f"held-back end-to-end rel L2 {report.output_error_before:.4f} (SVD) -> {report.output_error_after:.4f}")
 
 
+def _curves(loaded, inputs, options: CalibOptions) -> None:
+    """Time the rank curves of every convertible candidate."""
+    report = find_candidates(loaded.report, loaded.handle, CandidateOptions())
+    names = {c.name: () for c in report.candidates if c.convertible}
+    candidates = curve_candidates(report, loaded.handle, names)
+    wall, cpu = time.perf_counter(), time.process_time()
+    curves = layer_curves_onnx(loaded.native, candidates, inputs, options)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    ranks = sum(len(c.ranks) for c in curves.values())
+    print(f"  rank curves of {len(curves)} layers ({ranks} ranks): {wall:.1f} s wall, {cpu:.1f} CPU-s")
+    for name, curve in list(curves.items())[:3]:
+        print(f"    {name}: " + ", ".join(f"T={r} {s:.3f}->{e:.3f}" for r, s, e in
+                                         zip(curve.ranks, curve.error_svd, curve.error_refit)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
@@ -76,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--onnx")
     parser.add_argument("--calib")
+    parser.add_argument("--curves", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sepconv-bench-") as folder:
         path, inputs, what = _case(args, folder)
@@ -86,6 +113,10 @@ def main() -> None:
     print(f"{what}: {len(converted.plan.layers)} layers at rank {args.rank}, {count} inputs, "
           f"batch {args.batch_size}, {usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
     options = CalibOptions(samples=args.samples, batch_size=args.batch_size)
+    if args.curves:
+        _curves(loaded, inputs, options)
+        print(f"  peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        return
     result, wall, cpu, stamps, start = _calibrate(loaded, converted, inputs, options)
     _print_run("calibration", result, wall, cpu)
     starts = [start] + [t for _, t in stamps[:-1]]

@@ -10,13 +10,17 @@ fit on are offered for verification (``hook.verification_feed()``), so that its 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sepconv_cli.backends.base import Converted, LoadedModel
+from sepconv_cli.calibration.curves import CurveCandidate, LayerCurve
 from sepconv_cli.calibration.loop import CalibResult, replan
 from sepconv_cli.calibration.solve import CalibOptions, split_samples
-from sepconv_cli.core.records import CalibrationReport
+from sepconv_cli.core.decompose import fold_batchnorm
+from sepconv_cli.core.records import CalibrationReport, Report
+from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline.inputs import load_calibration_inputs
 
@@ -27,6 +31,15 @@ DRIVERS: dict[str, str] = {
     "pickle": "sepconv_cli.backends.torch.calibrate:calibrate_torch",
     "entrypoint": "sepconv_cli.backends.torch.calibrate:calibrate_torch",
     "pt2": "sepconv_cli.backends.torch.calibrate:calibrate_pt2",
+}
+
+# source format -> "module:function" (original, candidates, inputs, options) -> {name: LayerCurve}
+CURVES: dict[str, str] = {
+    "onnx": "sepconv_cli.backends.onnx.curves:layer_curves_onnx",
+    "state_dict": "sepconv_cli.backends.torch.curves:layer_curves_torch",
+    "pickle": "sepconv_cli.backends.torch.curves:layer_curves_torch",
+    "entrypoint": "sepconv_cli.backends.torch.curves:layer_curves_torch",
+    "pt2": "sepconv_cli.backends.torch.curves:layer_curves_pt2",
 }
 
 REFUSED: dict[str, str] = {
@@ -44,14 +57,49 @@ def _original(loaded: LoadedModel) -> Any:
     return loaded.native
 
 
-def driver_for(fmt: str):
-    """The calibration entry point for a source format (UsageError naming the supported route if none)."""
+def _entry(table: dict[str, str], fmt: str):
     if fmt in REFUSED:
         raise UsageError(REFUSED[fmt])
-    if fmt not in DRIVERS:
+    if fmt not in table:
         raise UsageError(f"calibration is not available for models of format {fmt!r}")
-    module, func = DRIVERS[fmt].split(":")
+    module, func = table[fmt].split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def driver_for(fmt: str):
+    """The calibration entry point for a source format (UsageError naming the supported route if none)."""
+    return _entry(DRIVERS, fmt)
+
+
+def curves_for(fmt: str):
+    """The rank-curve entry point for a source format (UsageError naming the supported route if none)."""
+    return _entry(CURVES, fmt)
+
+
+def curve_candidates(report: Report, handle: ModelHandle, ranks: Mapping[str, Sequence[int]],
+                     fold_bn: bool = True) -> list[CurveCandidate]:
+    """Candidates for ``layer_curves`` from a loaded model: ``ranks`` maps each layer to the ranks to
+    evaluate (empty: every rank below break-even); the BatchNorm that follows is folded when ``fold_bn``.
+    Layers without readable constant weights are left out."""
+    out = []
+    for name, wanted in ranks.items():
+        row, weights = report.layer(name), handle.conv_weights(name)
+        if row.conv is None or weights is None:
+            continue
+        bn = row.bn_follows if fold_bn and weights.bn is not None else None
+        folded = weights if bn else replace(weights, bn=None)
+        weight, bias = fold_batchnorm(folded, row.conv.groups, row.conv.transposed)
+        out.append(CurveCandidate(name, weight, row.conv.groups, bias, row.conv.transposed, tuple(wanted), bn))
+    return out
+
+
+def layer_curves(loaded: LoadedModel, candidates: Sequence[CurveCandidate], path: str,
+                 options: CalibOptions = CalibOptions(), notes: list | None = None) -> dict[str, LayerCurve]:
+    """``{layer name: LayerCurve}`` of ``candidates`` from one pass of the original over the calibration
+    inputs at ``path`` (split fit / held back as calibration splits them)."""
+    curves = curves_for(loaded.report.model.format)
+    inputs = load_calibration_inputs(path, loaded.report.model.inputs, options.samples, notes)
+    return curves(_original(loaded), candidates, inputs, options)
 
 
 @dataclass

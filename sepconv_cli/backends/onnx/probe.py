@@ -8,16 +8,14 @@ with it (checked on a first run), else samples go through at the fixed batch siz
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import onnx
 from onnx import helper
 
+from sepconv_cli.backends.limits import RunRefused
+from sepconv_cli.backends.limits import active as active_limits
+from sepconv_cli.backends.onnx.session import SessionSettings, make_session
 from sepconv_cli.backends.onnx.subgraphs import bodies, walk_nodes
-
-_TWO_GB = 2**31 - 1
 
 
 def _needs(node: onnx.NodeProto) -> set[str]:
@@ -47,22 +45,14 @@ def prune(model: onnx.ModelProto, outputs: list[str], elem_type: int) -> onnx.Mo
     return helper.make_model(pruned, opset_imports=model.opset_import, ir_version=model.ir_version)
 
 
-def session(model: onnx.ModelProto, threads: int):
-    """An onnxruntime CPU session for ``model`` (saved beside a temporary file when over 2 GB)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    # Idle pool threads sleep instead of spinning: numpy's solves share the cores with them.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-    if model.ByteSize() <= _TWO_GB:
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    with tempfile.TemporaryDirectory(prefix="sepconv-calib-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        onnx.save_model(model, path, save_as_external_data=True, location="model.onnx.data")
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+def session(model: onnx.ModelProto, threads: int, arena: bool = True):
+    """An onnxruntime CPU session for ``model`` (saved beside a temporary file when over 2 GB). Without
+    ``arena`` its activations are freed after each run instead of kept in a growing pool: for the many
+    sessions of a segmented walk, which would otherwise each hold their peak."""
+    # Idle pool threads sleep instead of spinning: numpy's solves share the cores with them. The graph is
+    # untrusted: runs obey the command's memory and time limits.
+    settings = SessionSettings(threads=max(threads, 0), spinning=False, arena=arena)
+    return make_session(model, settings, active_limits())
 
 
 def relax_batch(model: onnx.ModelProto) -> onnx.ModelProto | None:
@@ -107,6 +97,8 @@ class Runner:
             self.session = session(relaxed, threads)
             probe = np.arange(min(2, len(next(iter(self.inputs.values())))))
             return all(len(o) == len(probe) for o in self._run(probe))
+        except RunRefused:
+            raise
         except Exception:  # noqa: BLE001 - any failure means: keep the graph's fixed batch size
             return False
 

@@ -105,7 +105,7 @@ class Walker:
             outputs = list(dict.fromkeys(o for node in nodes for o in node.output
                                          if o and (self.last_use.get(o, -1) >= stop or o in extras)))
             self._sessions = {k: v for k, v in self._sessions.items() if k[0] >= self.pos}
-            self._sessions[key] = (session(sub_model(self.model, nodes, like, outputs), self.threads), outputs)
+            self._sessions[key] = (session(sub_model(self.model, nodes, like, outputs), self.threads, False), outputs)
             self.nodes_run += len(nodes)
         return self._sessions[key]
 
@@ -133,7 +133,7 @@ class Walker:
                   ) -> Runner:
         """A runner of the stand-alone ``nodes`` (reading the ``extra`` initializers too) on a chunk's live
         values: ``runner(index)`` -> ``outputs``; the walk does not move."""
-        runner = session(sub_model(self.model, nodes, self.live[0], outputs, extra), self.threads)
+        runner = session(sub_model(self.model, nodes, self.live[0], outputs, extra), self.threads, False)
 
         def run(index: int) -> list[np.ndarray]:
             chunk = self.live[index]

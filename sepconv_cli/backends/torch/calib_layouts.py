@@ -131,7 +131,7 @@ class ProgramLayout:
 
     def folded_weight(self, name: str) -> tuple[np.ndarray, int, bool]:
         """(BN-folded float64 kernel, groups, transposed) of the original conv call of ``name``."""
-        conv = self._conv_reading(self.original, f"{name}.weight")
+        conv = self.conv_reading(self.original, f"{name}.weight")
         kwargs = _kwargs(conv)
         weight = to_numpy(_fetch(self.original, kwargs["weight"].target))
         bias = None if kwargs.get("bias") is None else to_numpy(_fetch(self.original, kwargs["bias"].target))
@@ -142,9 +142,10 @@ class ProgramLayout:
         return w64, groups, transposed
 
     def depthwise_node(self, gm: fx.GraphModule, name: str) -> fx.Node:
-        return self._conv_reading(gm, f"{name}.depthwise.weight")
+        return self.conv_reading(gm, f"{name}.depthwise.weight")
 
-    def _conv_reading(self, gm: fx.GraphModule, weight: str) -> fx.Node:
+    def conv_reading(self, gm: fx.GraphModule, weight: str) -> fx.Node:
+        """The first conv call of ``gm`` whose weight is the ``get_attr`` of ``weight``."""
         owner = weight[: -len(".weight")]
         found = conv_nodes(gm).get(owner)
         if not found:
@@ -152,7 +153,7 @@ class ProgramLayout:
         return found[0]
 
     def target_node(self, gm: fx.GraphModule, name: str) -> fx.Node:
-        conv = self._conv_reading(gm, f"{name}.weight")
+        conv = self.conv_reading(gm, f"{name}.weight")
         bn_name = _bn_of(self.plan, name)
         if bn_name is None:
             return conv
@@ -194,7 +195,7 @@ class ProgramLayout:
 
     def _wire_bias(self, name: str) -> None:
         """Make the pointwise conv call read the new ``<name>.pointwise.bias`` parameter."""
-        call = self._conv_reading(self.gm, f"{name}.pointwise.weight")
+        call = self.conv_reading(self.gm, f"{name}.pointwise.weight")
         with self.gm.graph.inserting_before(call):
             getter = self.gm.graph.get_attr(f"{name}.pointwise.bias")
         if len(call.args) > 2:

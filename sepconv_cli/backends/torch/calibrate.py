@@ -135,7 +135,7 @@ def calibrate_torch(original: nn.Module, converted: nn.Module, plan: Plan, input
     return CalibResult(model=model, report=report, ranks=ranks, energies=energies)
 
 
-def _fixed_step(program: Any) -> int:
+def fixed_step(program: Any) -> int:
     """1 when the program's batch dim is dynamic, else its example batch size."""
     _, args, dynamic = program_examples(program)
     free = dynamic is not None and all(spec and 0 in spec for spec in dynamic)
@@ -150,7 +150,7 @@ def calibrate_pt2(original: Any, converted: Any, plan: Plan, inputs: dict[str, n
     with quiet():
         graphs = (original.module(), converted.module())
     layout = ProgramLayout(graphs[1], graphs[0], plan)
-    driver = FxDriver(graphs, layout, plan, inputs, _fixed_step(original))
+    driver = FxDriver(graphs, layout, plan, inputs, fixed_step(original))
     tasks = _tasks(driver.order(), plan, layout, options.max_output_error is not None)
     with torch.no_grad():
         report, ranks, energies = run_calibration(driver, tasks, count, options, driver.step)

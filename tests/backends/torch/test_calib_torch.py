@@ -134,3 +134,47 @@ def test_convert_calibrates_a_pt2_file_end_to_end(tmp_path):
     x = torch.from_numpy(_x(4, seed=7))
     with torch.no_grad():
         torch.testing.assert_close(written(x), hook.result.model.module()(x))
+
+
+def _candidates(net):
+    from sepconv_cli.backends.torch.runtime import batchnorm_params
+    from sepconv_cli.calibration.curves import CurveCandidate
+    from sepconv_cli.core.decompose import fold_batchnorm
+    from sepconv_cli.core.weights import ConvWeights
+
+    out = []
+    for name, bn in (("c0", None), ("c1", "bn1"), ("c2", None)):
+        conv = getattr(net, name)
+        bias = None if conv.bias is None else conv.bias.detach().numpy()
+        params = batchnorm_params(getattr(net, bn), bn) if bn else None
+        weight, folded = fold_batchnorm(ConvWeights(conv.weight.detach().numpy(), bias, params), 1)
+        out.append(CurveCandidate(name, weight, 1, folded, ranks=(1, 2, 4, 8), bn_folded=bn))
+    return out
+
+
+def test_module_and_program_curves_agree_with_a_direct_torch_recomputation():
+    from sepconv_cli.backends.torch.curves import layer_curves_pt2, layer_curves_torch
+    from sepconv_cli.calibration.solve import split_samples
+    from sepconv_cli.core.decompose import decompose
+
+    net, x = _net(), _x(30)
+    candidates = _candidates(net)
+    module = layer_curves_torch(net, candidates, {"x": x}, CalibOptions(ridge=0.0, batch_size=7))
+    program = torch.export.export(net, (torch.zeros(2, 1, 10, 10),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    from_pt2 = layer_curves_pt2(program, candidates, {"x": x}, CalibOptions(ridge=0.0, batch_size=7))
+    for name in ("c0", "c1", "c2"):
+        np.testing.assert_allclose(module[name].error_refit, from_pt2[name].error_refit, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(module[name].error_svd, from_pt2[name].error_svd, rtol=1e-4, atol=1e-7)
+    fit, held = split_samples(30, 0.25, 0)
+    with torch.no_grad():
+        h0 = torch.relu(net.c0(torch.from_numpy(x)))
+        y = net.bn1(net.c1(h0)).double().permute(0, 2, 3, 1).reshape(30, 100, 8).numpy()
+        for i, rank in enumerate(module["c1"].ranks):
+            kernel = torch.from_numpy(decompose(candidates[1].weight, 1, rank).depthwise).float()
+            z = torch.nn.functional.conv2d(h0, kernel, padding=1, groups=8).double()
+            z1 = np.concatenate([z.permute(0, 2, 3, 1).reshape(30, 100, -1).numpy(), np.ones((30, 100, 1))], axis=2)
+            p = np.linalg.lstsq(z1[fit].reshape(-1, z1.shape[2]), y[fit].reshape(-1, 8), rcond=None)[0]
+            expected = np.linalg.norm(y[held] - z1[held] @ p) / np.linalg.norm(y[held])
+            if module["c1"].refit_kept[i]:
+                assert module["c1"].error_refit[i] == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    assert module["c1"].error_svd[-1] < 1e-5  # rank 8 = min(Cout, K): exact
