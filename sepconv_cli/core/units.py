@@ -1,4 +1,7 @@
-"""Quantities with suffixes, both ways: ``"5M"`` -> 5,000,000 and 5,000,000 -> ``"5.00M"``.
+"""Quantities with suffixes, both ways: ``"5M"`` -> 5,000,000 and 5,000,000 -> ``"5M"``.
+
+Every command displays numbers through this module: counts with SI prefixes (``1.19M``), sizes in binary
+units (``4.53 MiB``, as ``analyze`` has always shown them), shares as percentages.
 
 Three kinds of quantity, each an ``Enum`` member mapped to a parser and a formatter:
 
@@ -108,9 +111,13 @@ def format_count(value: float) -> str:
     return _format_scaled(value, ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")), "")
 
 
+BINARY_STEPS = ((2**40, " TiB"), (2**30, " GiB"), (2**20, " MiB"), (2**10, " KiB"))
+
+
 def format_bytes(value: float) -> str:
-    """4_745_512 -> ``"4.75 MB"`` (decimal units, matching the ``MB`` suffix the parser reads)."""
-    return _format_scaled(value, ((1e12, " TB"), (1e9, " GB"), (1e6, " MB"), (1e3, " kB")), " B")
+    """Bytes in binary units, the one size format of every command (the parser reads it back):
+    4_745_512 -> ``"4.53 MiB"``, 704_392 -> ``"688 KiB"``, 512 -> ``"512 B"``."""
+    return _format_scaled(value, BINARY_STEPS, " B")
 
 
 def format_fraction(value: float) -> str:

@@ -21,6 +21,7 @@ from sepconv_cli.core.records import (
     format_shape,
     rows_not_counted,
 )
+from sepconv_cli.core.units import format_bytes
 from sepconv_cli.render.candidates import has_energy
 from sepconv_cli.render.views import NO_FORMULA, Row
 
@@ -53,13 +54,8 @@ def exact_compact(n: int) -> str:
 
 
 def size(n: int) -> str:
-    """Bytes in binary units: ``4745512`` -> ``"4.53 MiB"``."""
-    value, unit = float(n), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            break
-        value /= 1024.0
-    return f"{n} B" if unit == "B" else f"{value:.2f} {unit}"
+    """Bytes in binary units: ``4745512`` -> ``"4.53 MiB"`` (``units.format_bytes``, shared by every command)."""
+    return format_bytes(n)
 
 
 NO_FILE = "n/a"

@@ -396,7 +396,7 @@ def test_bad_input_shape_names_the_model(tiny):
 
 SNAPSHOT_RESULT = CheckResult((
     BudgetOutcome("a.onnx", "max-params", 1186378, 1e6, False, "max-params: 1.19M > 1M"),
-    BudgetOutcome("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.75 MB <= 5 MB"),
+    BudgetOutcome("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.53 MiB <= 4.77 MiB"),
     BudgetOutcome("a.onnx", "min-separable-coverage", 0.25, 0.5, False, "min-separable-coverage: 25% < 50%"),
 ))
 
@@ -407,7 +407,7 @@ MARKDOWN_SNAPSHOT = """## sepconv check
 | model | budget | value | limit | headroom | result |
 |---|---|---:|---:|---:|---|
 | `a.onnx` | max-params | 1.19M | 1M | -186k (-19%) | ❌ **FAIL** |
-| `a.onnx` | max-file-size | 4.75 MB | 5 MB | 251 kB (+5%) | ✅ pass |
+| `a.onnx` | max-file-size | 4.53 MiB | 4.77 MiB | 245 KiB (+5%) | ✅ pass |
 | `a.onnx` | min-separable-coverage | 25% | 50% | -25% | ❌ **FAIL** |
 """
 
@@ -435,9 +435,9 @@ def test_table_colours_fail_red_and_pass_green_only_when_asked():
     lines = [line.rstrip() for line in plain.splitlines()]
     assert lines[0] == "a.onnx"
     assert lines[3:] == [
-        "max-params                1.19M     1M  -186k (-19%)  FAIL",
-        "max-file-size           4.75 MB   5 MB  251 kB (+5%)  pass",
-        "min-separable-coverage      25%    50%          -25%  FAIL",
+        "max-params                 1.19M        1M   -186k (-19%)  FAIL",
+        "max-file-size           4.53 MiB  4.77 MiB  245 KiB (+5%)  pass",
+        "min-separable-coverage       25%       50%           -25%  FAIL",
         "2 of 3 budgets exceeded across 1 model",
     ]
 

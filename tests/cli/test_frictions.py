@@ -137,8 +137,8 @@ def test_sources_without_a_file_read_n_a(work):
     assert "File     n/a" in table
     assert "| file size (bytes) | n/a |" in run("analyze", "nets:net", "--input-shape", "1x3x8x8", "-f", "markdown").stdout
     none, some = ModelInfo("pkg:net", "entrypoint"), ModelInfo("m.onnx", "onnx", file_size=2048)
-    assert tx.size_change(none, some) == "n/a -> 2.00 KiB"
-    assert tx.size_change(some, some) == "2.00 KiB -> 2.00 KiB (1.00x)"
+    assert tx.size_change(none, some) == "n/a -> 2 KiB"
+    assert tx.size_change(some, some) == "2 KiB -> 2 KiB (1.00x)"
 
 
 @pytest.mark.parametrize("command,suffix,marker", [

@@ -95,7 +95,7 @@ def test_view_options_reach_the_page():
 def test_check_page_has_a_headroom_bar_per_budget_and_growth_baselines():
     result = CheckResult((
         BudgetOutcome("a.onnx", "max-params", 1186378, 1e6, False, "max-params: 1.19M > 1M"),
-        BudgetOutcome("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.75 MB <= 5 MB"),
+        BudgetOutcome("a.onnx", "max-file-size", 4748609, 5e6, True, "max-file-size: 4.53 MiB <= 4.77 MiB"),
         BudgetOutcome("a.onnx", "growth-params", 1.21e6, 1.2e6, False, "growth", baseline=1.15e6),
     ), (ModelError("b.onnx", "b.onnx: no such file"),))
     text = check_renderer_for(CheckFormat.HTML)(result, CheckRenderOptions())
