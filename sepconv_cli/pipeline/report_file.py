@@ -67,13 +67,18 @@ def report_from_dict(data: dict, source: str) -> Report:
         raise InputError(f"{source}: malformed sepconv report ({type(exc).__name__}: {exc})") from None
 
 
-def read_report(path: str) -> Report:
-    """Read the JSON report at ``path``."""
+def read_json(path: str, what: str = "") -> Any:
+    """The JSON document at ``path``; an InputError naming the file (and ``what`` it should be) when it
+    cannot be read or is not JSON."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            return json.load(fh)
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot read{' ' + what if what else ''} ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from None
-    return report_from_dict(data, path)
+        raise InputError(f"{path}: {what + ' is not' if what else 'not'} JSON ({exc})") from None
+
+
+def read_report(path: str) -> Report:
+    """Read the JSON report at ``path``."""
+    return report_from_dict(read_json(path), path)

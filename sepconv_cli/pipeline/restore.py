@@ -5,23 +5,17 @@ structure and load the weights. Every failure is a one-line ``InputError``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from sepconv_cli.errors import InputError
 from sepconv_cli.pipeline.manifest import KIND
+from sepconv_cli.pipeline.report_file import read_json
 
 
 def read_manifest(path: str) -> dict:
     """The manifest at ``path`` (a ``sepconv convert`` manifest, checked by its ``kind``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: manifest is not JSON ({exc})") from None
+    data = read_json(path, "manifest")
     if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("layers"), list):
         raise InputError(f"{path}: not a sepconv convert manifest (kind {KIND!r} with a 'layers' list)")
     return data
