@@ -61,7 +61,7 @@ def test_curves_equal_an_independent_least_squares_recomputation(tmp_path):
         svd = np.concatenate([factors.pointwise[:, :, 0, 0].T, cand.bias[None]], axis=0)
         p = np.linalg.lstsq(z1[fit].reshape(-1, z1.shape[2]), y[fit].reshape(-1, 8), rcond=None)[0]
 
-        def err(coef, idx):
+        def err(coef, idx, y=y, z1=z1):
             return np.linalg.norm(y[idx] - z1[idx] @ coef) / np.linalg.norm(y[idx])
 
         assert curve.error_svd[i] == pytest.approx(err(svd, held), rel=1e-4, abs=1e-6)
