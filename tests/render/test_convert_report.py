@@ -107,7 +107,7 @@ def test_long_layer_names_are_cut_in_the_middle_and_every_column_stays(tmp_path,
     assert len(set(names)) == 6 and all("…" in name and name.endswith("/conv/Conv") for name in names)
     assert all(re.search(r"\d+\.\d+ +\d+\.\d+$", row) for row in rows)  # energy and w.err whole
     lines = result.stderr.splitlines()
-    assert any(re.search(r"top-1 agreement \d+\.\d%$", line) for line in lines)
+    assert any(re.search(r"top-1 agreement \d+\.\d% \(95% CI [\d.]+-[\d.]+%, 4 samples\)$", line) for line in lines)
     assert any(re.search(r"analyse \d+\.\d\ds$", line) for line in lines)
     assert "converted layers (energy kept, rel. weight error at T)" in lines
 
