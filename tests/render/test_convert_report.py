@@ -57,6 +57,7 @@ def _section(text: str, title: str) -> list[str]:
     return lines[start + 1:end]
 
 
+@pytest.mark.slow
 def test_calibrated_table_keeps_its_columns_and_puts_a_fallback_reason_below(vgg):
     np.savez("two.npz", x=np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
     result = _run(vgg, "-o", "o.onnx", "--rank", "1", "--top", "2", "--calibrate", "two.npz")
@@ -123,7 +124,7 @@ def test_name_and_line_helpers():
 
 
 @pytest.mark.parametrize("extra", [(), ("--no-verify",), ("--inputs", "INPUTS")])
-@pytest.mark.parametrize("kind", ["float64", "one_sample"])
+@pytest.mark.parametrize("kind", [pytest.param("float64", marks=pytest.mark.slow), "one_sample"])
 def test_calibration_file_rule_does_not_depend_on_verification(vgg, extra, kind):
     calib, inputs = "calib.npz", "inputs.npz"
     x = np.random.default_rng(0).standard_normal((8, 3, 32, 32))

@@ -74,6 +74,7 @@ def test_fx_walker_matches_the_forward_pass_and_runs_every_node_once():
     assert walker.nodes_run == len(walker.nodes)
 
 
+@pytest.mark.slow
 def test_traced_and_hook_drivers_give_the_same_refit():
     net = _net()
     converted = MODULE_BACKEND.rewrite(LoadedModel(report=None, handle=None, native=net), PLAN, ConvertOptions())

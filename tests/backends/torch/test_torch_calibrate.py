@@ -62,6 +62,7 @@ def _rel(a, b):
     return float(torch.linalg.norm((a - b).double()) / torch.linalg.norm(b.double()))
 
 
+@pytest.mark.slow
 def test_order_and_errors_match_direct_forward_passes():
     net = _net()
     conv = _convert(net)
