@@ -92,7 +92,8 @@ def plans(case: Case, folder: str, distill_steps: int) -> list[tuple[str, list[s
            ("calibrated 2x latency", ["--target-latency", "2x", *calib], case.onnx)]
     out += [(label, flags + calib, case.onnx) for label, flags in case.extra]
     if case.state_dict and case.arch and distill_steps:
-        out.append(("distilled 2x latency", ["--arch", case.arch, "--target-latency", "2x", *calib,
+        shape = "x".join(str(d) for d in harness.input_shape(case.onnx))
+        out.append(("distilled 2x latency", ["--arch", case.arch, "--input-shape", shape, "--target-latency", "2x", *calib,
                                              "--distill-steps", str(distill_steps)], case.state_dict))
     return out
 
@@ -113,7 +114,7 @@ def run_case(case: Case, args: argparse.Namespace) -> None:
     seconds = harness.latency([path for _, path, _, _ in built], shape, threads=args.threads, repeats=args.repeats)
     base_macs = None
     for (label, path, report, wall), secs in zip(built, seconds):
-        quality = harness.format_quality(harness.evaluate(path, case.eval))
+        quality = harness.format_quality(harness.evaluate(path, case.eval, batch=1))
         macs = report["totals"]["after"]["macs"] if report else None
         base_macs = base_macs or (report["totals"]["before"]["macs"] if report else None)
         macs_text = f"{base_macs / macs:5.2f}x fewer MACs" if macs and base_macs else " " * 17

@@ -135,8 +135,8 @@ def choices(found: Offers, metric: Metric, errors: Mapping[str, Mapping[int, flo
     return out, total
 
 
-def assemble(found: Offers, allocation: Allocation) -> Plan:
-    """The Plan of ``allocation``: chosen layers at their ranks (model order), the rest skipped with reasons."""
+def assemble(found: Offers, allocation: Allocation, reason: str = LEFT_ALONE) -> Plan:
+    """The Plan of ``allocation``: chosen layers at their ranks (model order), the rest skipped with ``reason``."""
     layers = tuple(o.plans[allocation.ranks[o.name]] for o in found.layers if o.name in allocation.ranks)
-    alone = tuple(Excluded(o.name, LEFT_ALONE) for o in found.layers if o.name not in allocation.ranks)
+    alone = tuple(Excluded(o.name, reason) for o in found.layers if o.name not in allocation.ranks)
     return Plan(layers=layers, skipped=found.skipped + alone, init=found.init, depthwise_bias=found.depthwise_bias)

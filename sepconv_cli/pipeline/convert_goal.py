@@ -14,6 +14,8 @@ import numpy as np
 
 from sepconv_cli.backends.base import Backend, Converted, ConvertOptions, LoadedModel
 from sepconv_cli.calibration.solve import split_samples
+from sepconv_cli.errors import SepconvError
+from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline import targeted
 from sepconv_cli.pipeline import verify as verify_mod
 from sepconv_cli.pipeline.inputs import load_calibration_inputs
@@ -72,6 +74,29 @@ def calibrator(request: ConvertRequest, job: Job):
     return calibrate
 
 
+def curves(request: ConvertRequest, job: Job, notes: list[str]):
+    """``offers -> {layer: {rank: squared calibrated error}}`` from one pass of the original over the
+    calibration inputs, or None without them; a format without calibrated curves falls back to kernel
+    energy, with a note."""
+    hook = request.after_rewrite
+    if hook is None:
+        return None
+
+    def compute(found: alloc.Offers) -> dict[str, dict[int, float]] | None:
+        from sepconv_cli.pipeline.calibrate import curve_candidates, layer_curves
+
+        ranks = {offer.name: offer.ranks for offer in found.layers}
+        try:
+            candidates = curve_candidates(job.loaded.report, job.loaded.handle, ranks, request.plan.fold_bn)
+            measured = layer_curves(job.loaded, candidates, hook.path, hook.options, notes)
+        except SepconvError as exc:
+            notes.append(f"calibrated error curves unavailable ({exc}); kernel energy used instead")
+            return None
+        return {name: curve.squared() for name, curve in measured.items()}
+
+    return compute
+
+
 def reach_goal(request: ConvertRequest, job: Job, notes: list[str]) -> targeted.Built:
     """Run the goal search of ``request.goal`` on the loaded model."""
     goal = request.goal
@@ -81,7 +106,8 @@ def reach_goal(request: ConvertRequest, job: Job, notes: list[str]) -> targeted.
     batch = verify_mod.fixed_batch(job.loaded.report.model.inputs)
     timed = goal.metric is Metric.LATENCY or request.benchmark
     measurer = Measurer(job.loaded, job.backend, feed, batch, threads=request.threads, time_model=timed)
-    ctx = targeted.Context(job.loaded, job.backend, request.plan, job.options, measurer, calibrator(request, job))
+    ctx = targeted.Context(job.loaded, job.backend, request.plan, job.options, measurer, calibrator(request, job),
+                           curves=curves(request, job, notes))
     built = targeted.reach(ctx, goal)
     built.outcome.measured_on = source
     return built

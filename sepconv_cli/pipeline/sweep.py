@@ -18,7 +18,7 @@ from sepconv_cli.core.records import Plan
 from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline import targeted
 from sepconv_cli.pipeline import verify as verify_mod
-from sepconv_cli.pipeline.convert_goal import Job, calibrator, measurement_inputs
+from sepconv_cli.pipeline.convert_goal import Job, calibrator, curves, measurement_inputs
 from sepconv_cli.pipeline.measure import Measurer
 from sepconv_cli.planner.allocate import Allocation, Front
 from sepconv_cli.planner.targets import Metric, Target
@@ -82,6 +82,8 @@ def run_sweep(request, points: int = DEFAULT_POINTS, metric: Metric = Metric.LAT
     measurer = Measurer(loaded, backend, feed, batch, threads=request.threads, time_model=True)
     ctx = targeted.Context(loaded, backend, request.plan, options, measurer, calibrator(request, job))
     found = alloc.offers(loaded.report, loaded.handle, request.plan)
+    compute = curves(request, job, notes)
+    ctx.errors = compute(found) if compute is not None else None
     whole = measurer.measure(None, Plan(layers=()))
     ctx.seconds = measurer.layer_seconds(found, whole.seconds_before)
     layers, layers_cost = alloc.choices(found, metric, ctx.errors, ctx.seconds)

@@ -33,6 +33,9 @@ the residual part for models whose output is the input plus a residual)."""
 DATA_FREE_ENERGY = 0.9
 """Without data, a layer converts only at ranks keeping at least this share of its kernel's energy."""
 
+DATA_FREE_ALONE = ("no rank keeping 90% of its kernel's energy was measured faster (data-free plan); "
+                   "--calibrate with unlabeled inputs lets lower ranks be refit")
+
 MAX_TRIALS = 4
 """Plans built and measured at most (the first prediction plus corrections)."""
 
@@ -123,6 +126,7 @@ class Context:
     calibrate: Callable[[Converted], tuple[Converted, Any]]
     errors: dict[str, dict[int, float]] | None = None
     seconds: dict[str, alloc.Seconds] | None = None
+    curves: Callable[[alloc.Offers], dict[str, dict[int, float]] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,10 +177,11 @@ class Search:
     def __init__(self, ctx: Context, goal: Goal, found: alloc.Offers, outcome: GoalOutcome):
         self.ctx, self.goal, self.found, self.outcome = ctx, goal, found, outcome
         self.built: list[tuple[Plan, Converted | None]] = []
+        self.reason = alloc.LEFT_ALONE
 
     def build(self, allocation: Allocation, budget: float) -> Trial:
         """Rewrite, refit and measure the plan of ``allocation``."""
-        plan = alloc.assemble(self.found, allocation)
+        plan = alloc.assemble(self.found, allocation, self.reason)
         converted, calibration = None, None
         if plan.layers:
             converted = self.ctx.backend.rewrite(self.ctx.loaded, plan, self.ctx.convert_options)
@@ -208,6 +213,8 @@ def reach(ctx: Context, goal: Goal) -> Built:
     """Find, build and verify the plan for ``goal`` (see the module docstring)."""
     found = alloc.offers(ctx.loaded.report, ctx.loaded.handle, ctx.base)
     metric = goal.metric
+    if ctx.errors is None and ctx.curves is not None:
+        ctx.errors = ctx.curves(found)
     whole = ctx.measurer.measure(None, Plan(layers=()))
     outcome = GoalOutcome(goal, metric, original_cost(ctx, metric, whole), calibrated_curves=ctx.errors is not None)
     if outcome.original_cost <= 0:
@@ -217,7 +224,7 @@ def reach(ctx: Context, goal: Goal) -> Built:
         ctx.seconds = ctx.measurer.layer_seconds(found, whole.seconds_before)
     layers, layers_cost = alloc.choices(found, metric, ctx.errors, ctx.seconds)
     fixed = max(0.0, outcome.original_cost - layers_cost)
-    data_free = goal.kind is GoalKind.DEFAULT and goal.max_output_error is None
+    data_free = goal.kind is GoalKind.DEFAULT and (goal.max_output_error is None or ctx.errors is None)
     front = _data_free_front(layers, fixed) if data_free else Front(layers, fixed)
     outcome.frontier = front.frontier()
     budget = goal.target.budget(outcome.original_cost) if goal.target else outcome.original_cost
@@ -236,6 +243,7 @@ def _correct(search: Search, front: Front, budget: float, data_free: bool) -> No
     limit = goal.max_output_error
     scale, aim, error_limit = 1.0, budget, (limit * limit if limit else 0.0)
     if data_free:
+        search.reason = DATA_FREE_ALONE
         search.build(front.cheapest(), budget)
         return
     tried: set[tuple] = set()
