@@ -116,3 +116,54 @@ def separable_macs(spec: ConvSpec, rank: int, batch: int, in_spatial: tuple[int,
         depthwise = conv_macs(batch, cin * rank, out_spatial, 1, spec.kernel)
     pointwise = conv_macs(batch, cout, out_spatial, cin * rank // g, (1,) * len(spec.kernel))
     return depthwise + pointwise
+
+
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+"""Names of the spatial dims in formula text, by their count (``d1, d2...`` beyond three)."""
+
+KERNEL_NAMES = {1: ("k",), 2: ("kh", "kw"), 3: ("kd", "kh", "kw")}
+
+
+def _spatial(rank: int, suffix: str) -> tuple[str, ...]:
+    return tuple(n + suffix for n in SPATIAL_NAMES.get(rank, tuple(f"d{i + 1}" for i in range(rank))))
+
+
+def _kernel(rank: int) -> tuple[str, ...]:
+    return KERNEL_NAMES.get(rank, tuple(f"k{i + 1}" for i in range(rank)))
+
+
+def _dot(parts) -> str:
+    return "·".join(str(p) for p in parts)
+
+
+def conv_macs_text(batch: int, out_channels: int, out_spatial: tuple[int, ...], in_channels: int, groups: int,
+                   kernel: tuple[int, ...]) -> str:
+    """``"N·Cout·Hout·Wout·(Cin/g)·kh·kw = 1·64·56·56·(64/1)·3·3"``: the conv formula with its operands."""
+    rank = len(kernel)
+    names = _dot(("N", "Cout", *_spatial(rank, "out"), "(Cin/g)", *_kernel(rank)))
+    values = _dot((batch, out_channels, *out_spatial, f"({in_channels}/{groups})", *kernel))
+    return f"{names} = {values}"
+
+
+def conv_transpose_macs_text(batch: int, in_channels: int, in_spatial: tuple[int, ...], out_channels: int,
+                             groups: int, kernel: tuple[int, ...]) -> str:
+    """``"N·Cin·Hin·Win·(Cout/g)·kh·kw = ..."``: the transposed-conv formula (over the input grid)."""
+    rank = len(kernel)
+    names = _dot(("N", "Cin", *_spatial(rank, "in"), "(Cout/g)", *_kernel(rank)))
+    values = _dot((batch, in_channels, *in_spatial, f"({out_channels}/{groups})", *kernel))
+    return f"{names} = {values}"
+
+
+def matmul_macs_text(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> str:
+    """``"batch·M·K·N = 8·10·16·10"`` (``"M·K·N = ..."`` without batch dims) for a broadcast matmul."""
+    a = (1,) + tuple(a_shape) if len(a_shape) == 1 else tuple(a_shape)
+    b = tuple(b_shape) + (1,) if len(b_shape) == 1 else tuple(b_shape)
+    batch = _broadcast(a[:-2], b[:-2])
+    if batch:
+        return f"batch·M·K·N = {_dot(batch)}·{a[-2]}·{a[-1]}·{b[-1]}"
+    return f"M·K·N = {a[-2]}·{a[-1]}·{b[-1]}"
+
+
+def gemm_macs_text(m: int, k: int, n: int) -> str:
+    """``"M·K·N = 1·512·10"``."""
+    return f"M·K·N = {m}·{k}·{n}"

@@ -228,12 +228,14 @@ def check_dims(source: str, name: str, shape: Shape | None) -> None:
                              "corrupt file or wrong --input-shape?)")
 
 
-def infer(source: str, sk: onnx.ModelProto) -> Inferred:
-    """Run strict shape inference on the skeleton; fall back to lenient inference with a warning when
-    strictness fails only because some values have no type (unknown ops); a real conflict is ShapeError."""
+def infer(source: str, sk: onnx.ModelProto, check: bool = True) -> Inferred:
+    """Run strict shape inference (with data propagation) on the skeleton; fall back to lenient inference
+    with a warning when strictness fails only because some values have no type (unknown ops); a real
+    conflict is ShapeError. ``check``: run the onnx checker first (its findings become warnings)."""
     warnings: list[str] = []
     try:
-        onnx.checker.check_model(sk)
+        if check:
+            onnx.checker.check_model(sk)
     except onnx.checker.ValidationError as exc:
         warnings.append(f"onnx checker: {_first_line(exc)}")
     try:
@@ -265,3 +267,25 @@ def infer(source: str, sk: onnx.ModelProto) -> Inferred:
 def file_size(source: str) -> int:
     """Size of the model file in bytes."""
     return os.path.getsize(source)
+
+
+def external_data_size(source: str, model: onnx.ModelProto) -> int:
+    """Bytes on disk of the external data files the model's tensors name (each file once; only files
+    inside the model's folder, as onnx itself requires; missing files count 0). Nothing is read."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(source)))
+    locations = {entry.value for tensor in _tensors(model) if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    total = 0
+    for location in locations:
+        path = os.path.realpath(os.path.join(folder, location))
+        if os.path.commonpath([folder, path]) == folder and os.path.isfile(path):
+            total += os.path.getsize(path)
+    return total
+
+
+def _tensors(model: onnx.ModelProto):
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t

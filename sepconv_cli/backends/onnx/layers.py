@@ -8,14 +8,16 @@ Units: params/buffers in elements, MACs in multiply-accumulates.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 
 from sepconv_cli.backends.onnx.ops import OP_HANDLERS, NodeView, OpCost, UnknownShape
+from sepconv_cli.backends.onnx.roles import Role, input_role
 from sepconv_cli.backends.onnx.subgraphs import GRAPH_ATTRIBUTES, outer_reads
-from sepconv_cli.backends.onnx.weights import WeightCatalogue, body_params
-from sepconv_cli.core.records import Layer, Shape, Uncounted
+from sepconv_cli.backends.onnx.totals import Kind, body_params
+from sepconv_cli.backends.onnx.weights import WeightCatalogue
+from sepconv_cli.core.records import Layer, Operand, Shape, Uncounted
 from sepconv_cli.errors import ShapeError
 
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -51,9 +53,10 @@ class GraphFacts:
     names: list[str]
     consumers: dict[str, list[int]]
     graph_outputs: frozenset[str]
-    buffer_names: frozenset[str]
+    kinds: dict[str, Kind]  # weight source -> what it counts as (weights.classify)
     bn_inputs: dict[int, str]  # BatchNormalization node index -> its data input
     overridable: frozenset[str] = frozenset()  # initializers also listed as inputs (IR >= 4): run-time defaults
+    attrs: dict[int, dict] = field(default_factory=dict)  # node index -> attributes, read once
 
 
 def consumers_of(graph: onnx.GraphProto) -> dict[str, list[int]]:
@@ -78,18 +81,40 @@ def build_layers(graph: onnx.GraphProto, order: list[int], facts: GraphFacts) ->
     return tuple(rows)
 
 
-def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]) -> Layer:
-    name = facts.names[index]
-    view = NodeView(
-        name=name, op=node.op_type,
-        attrs={a.name: onnx.helper.get_attribute_value(a) for a in node.attribute
-               if a.type not in GRAPH_ATTRIBUTES},
+def cost_rows(graph: onnx.GraphProto, order: list[int], facts: GraphFacts) -> tuple[Layer, ...]:
+    """The same rows as ``build_layers`` with only what depends on sizes: shapes, MACs, note, formula
+    (params and operands left out). Cheap enough to call once per size the symbolic fit counts at."""
+    rows = []
+    for index in order:
+        node = graph.node[index]
+        if facts.catalogue.produced_here(node):
+            continue
+        view = _view(node, index, facts)
+        cost, note = _cost(view, node, facts.source)
+        rows.append(Layer(name=view.name, op=node.op_type, output_shapes=view.output_shapes,
+                          input_shapes=tuple(s for s, here in zip(view.input_shapes, view.present) if here),
+                          macs=cost.macs if cost is not None else None, note=note, formula=_formula(cost)))
+    return tuple(rows)
+
+
+def _view(node: onnx.NodeProto, index: int, facts: GraphFacts) -> NodeView:
+    attrs = facts.attrs.get(index)
+    if attrs is None:
+        attrs = facts.attrs[index] = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute
+                                      if a.type not in GRAPH_ATTRIBUTES}
+    return NodeView(
+        name=facts.names[index], op=node.op_type, attrs=attrs,
         input_shapes=tuple(facts.shapes.get(i) if i else None for i in node.input),
         output_shapes=tuple(facts.shapes.get(o) if o else None for o in node.output),
         present=tuple(bool(i) for i in node.input),
     )
+
+
+def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]) -> Layer:
+    name = facts.names[index]
+    view = _view(node, index, facts)
     cost, note = _cost(view, node, facts.source)
-    params, buffers = _credit(node, facts, credited)
+    params, buffers, operands = _credit(node, facts, credited)
     is_conv = node.op_type in CONV_OPS and node.domain in ("", "ai.onnx")
     return Layer(
         name=name, op=node.op_type,
@@ -99,7 +124,18 @@ def _row(node: onnx.NodeProto, index: int, facts: GraphFacts, credited: set[str]
         conv=cost.conv if cost is not None else None,
         weight_constant=_constant_weights(node, facts) if is_conv else True,
         bn_follows=_bn_follows(node, facts) if is_conv else None,
+        formula=_formula(cost),
+        operands=operands,
     )
+
+
+def _formula(cost: OpCost | None) -> str:
+    """``"MACs = M·K·N = 1·512·10 = 5,120"``; empty when the MACs are unknown or have no formula."""
+    if cost is None or cost.macs is None or not cost.formula:
+        return ""
+    if cost.formula.startswith("0 "):
+        return f"MACs = {cost.formula}"
+    return f"MACs = {cost.formula} = {cost.macs:,}"
 
 
 def _constant_weights(node: onnx.NodeProto, facts: GraphFacts) -> bool:
@@ -124,23 +160,36 @@ def _cost(view: NodeView, node: onnx.NodeProto, source: str) -> tuple[OpCost | N
         raise ShapeError(f"{source}: {exc}") from None
 
 
-def _credit(node: onnx.NodeProto, facts: GraphFacts, credited: set[str]) -> tuple[int, int]:
+def _credit(node: onnx.NodeProto, facts: GraphFacts, credited: set[str]) -> tuple[int, int, tuple[Operand, ...]]:
     """(params, buffers) elements of weights this node is the first reader of (inside its bodies too),
-    plus the weights its bodies hold."""
-    params, buffers = body_params(node), 0
-    for name in list(node.input) + outer_reads(node):
-        key = facts.catalogue.resolve(name) if name else None
-        if key is None or key in credited or not facts.catalogue.is_param(key):
-            continue
-        if node.op_type in ("Identity", "Cast") and node.output and node.output[0] in facts.catalogue.aliases:
-            continue  # the alias's reader gets the credit
-        credited.add(key)
-        elements = facts.catalogue.sources[key].elements
-        if key in facts.buffer_names:
-            buffers += elements
-        else:
-            params += elements
-    return params, buffers
+    plus the weights its bodies hold; and what each of its inputs counts as (``Operand``)."""
+    params, buffers, operands = body_params(node), 0, []
+    alias = node.op_type in ("Identity", "Cast") and bool(node.output) and node.output[0] in facts.catalogue.aliases
+    names = [(i, name) for i, name in enumerate(node.input) if name] + [(-1, n) for n in outer_reads(node)]
+    for position, name in names:
+        key = facts.catalogue.resolve(name)
+        kind = facts.kinds.get(key) if key is not None else None
+        elements = 0
+        if kind in (Kind.PARAM, Kind.BUFFER) and key not in credited and not alias:  # an alias's reader gets it
+            credited.add(key)
+            elements = facts.catalogue.sources[key].elements
+            params += elements if kind is Kind.PARAM else 0
+            buffers += elements if kind is Kind.BUFFER else 0
+        if position >= 0:
+            operands.append(_operand(node, position, name, kind, elements, facts))
+    return params, buffers, tuple(operands)
+
+
+def _operand(node: onnx.NodeProto, position: int, name: str, kind: Kind | None, elements: int,
+             facts: GraphFacts) -> Operand:
+    listed = input_role(node.op_type, position)
+    role = listed.name
+    if kind is Kind.CONFIG and node.op_type == "InstanceNormalization" and position in (1, 2):
+        role = "identity of a GroupNorm emulation (all ones / zeros)"
+    elif kind is Kind.CONFIG and listed.role is not Role.CONFIG:
+        role = f"{role}, which only feeds configuration inputs (shapes, scales, indices)"
+    text = "activation" if kind is None else ("constant" if kind is Kind.OTHER else kind.value)
+    return Operand(name=name, shape=facts.shapes.get(name), kind=text, role=role, elements=elements)
 
 
 def _bn_follows(node: onnx.NodeProto, facts: GraphFacts) -> str | None:

@@ -7,12 +7,17 @@ handle reads a conv's kernel, bias and following BatchNorm only when a planner o
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import onnx
 
 from sepconv_cli.backends.base import LoadedModel, LoadOptions
+from sepconv_cli.backends.onnx.counting import Counter, unresolved
+from sepconv_cli.backends.onnx.dims import Dims, assume_batch, free_dims
 from sepconv_cli.backends.onnx.graph import (
+    Inferred,
     check_dims,
+    external_data_size,
     file_size,
     infer,
     pin_inputs,
@@ -23,18 +28,14 @@ from sepconv_cli.backends.onnx.graph import (
 )
 from sepconv_cli.backends.onnx.layers import (
     GraphFacts,
-    build_layers,
     consumers_of,
     layer_names,
     uncounted,
 )
-from sepconv_cli.backends.onnx.weights import (
-    WeightCatalogue,
-    WeightTotals,
-    dtype_name,
-    totals,
-)
-from sepconv_cli.core.records import Layer, ModelInfo, Report, Shape, TensorInfo
+from sepconv_cli.backends.onnx.symbolic import fit_macs
+from sepconv_cli.backends.onnx.totals import WeightTotals, totals
+from sepconv_cli.backends.onnx.weights import WeightCatalogue, dtype_name
+from sepconv_cli.core.records import Layer, ModelInfo, Report, Shape, SymbolicMacs, TensorInfo
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 
 FORMAT = "onnx"
@@ -75,7 +76,8 @@ class OnnxHandle:
 
 def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
     """Analyse the ONNX file ``source``: one row per node, unique weight totals, shapes from inference
-    (``options.input_shapes`` pins dynamic dims)."""
+    (``options.input_shapes`` pins dynamic dims; a dynamic batch is taken as 1; other symbolic dims get a
+    formula; shapes inference cannot resolve come from one bounded onnxruntime run)."""
     model = read_model(source)
     graph = model.graph
     order = topological_order(source, graph)
@@ -84,31 +86,58 @@ def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
     input_names = [i.name for i in graph.input if i.name not in catalogue.sources]
     sk = skeleton(model)
     pin_inputs(source, sk, options.input_shapes, input_names)
+    assumed = assume_batch(sk, input_names, {name or input_names[0] for name, _ in options.input_shapes})
+    dims = free_dims(sk, input_names)
     inferred = infer(source, sk)
-    weights = totals(catalogue, model)
+    weights = totals(catalogue, model, order)
     names = layer_names(graph)
     facts = GraphFacts(
         source=source, shapes=inferred.shapes, catalogue=catalogue, names=names,
-        consumers=consumers_of(graph), graph_outputs=frozenset(o.name for o in graph.output),
-        buffer_names=weights.buffer_names,
+        consumers=consumers_of(graph), graph_outputs=frozenset(o.name for o in graph.output), kinds=weights.kinds,
         bn_inputs={i: n.input[0] for i, n in enumerate(graph.node) if n.op_type == "BatchNormalization"},
         overridable=_overridable(model),
     )
-    layers = build_layers(graph, order, facts)
+    counter = Counter(graph, order, facts)
+    counted = _count(counter, sk, dims, inferred)
+    layers = counted.layers
     info = ModelInfo(
-        path=source, format=FORMAT, file_size=file_size(source),
+        path=source, format=FORMAT, file_size=file_size(source) + external_data_size(source, model),
         inputs=tuple(_tensor_info(n, inferred.shapes, inferred.dtypes) for n in input_names),
         outputs=tuple(_tensor_info(o.name, inferred.shapes, inferred.dtypes) for o in graph.output),
+        assumed_dims=assumed, external_data_size=external_data_size(source, model), shape_source=counted.source,
     )
     report = Report(
         model=info, layers=layers, params=weights.params, buffers=weights.buffers,
         weight_bytes=weights.weight_bytes, uncounted=uncounted(layers),
-        warnings=inferred.warnings + _unknown_warning(layers) + _unused_warning(weights),
+        warnings=inferred.warnings + _unknown_warning(layers, counted) + _unused_warning(weights),
         extra=(("nodes", len(graph.node)), ("weight_tensors", len(catalogue.sources)))
-        + ((("scalar_constants", weights.scalars),) if weights.scalars else ()),
+        + ((("scalar_constants", weights.scalars),) if weights.scalars else ())
+        + ((("config_constants", weights.config),) if weights.config else ()),
+        macs_symbolic=counted.macs,
     )
     handle = OnnxHandle(model, catalogue, layers, names)
     return LoadedModel(report=report, handle=handle, native=model)
+
+
+@dataclass(frozen=True)
+class _Counted:
+    layers: tuple[Layer, ...]
+    macs: SymbolicMacs | None = None
+    source: str = ""
+    problem: str = ""
+
+
+def _count(counter: Counter, sk: onnx.ModelProto, dims: Dims, inferred: Inferred) -> _Counted:
+    """Rows at the pinned sizes (probing once if inference leaves shapes out), or with a formula in the
+    symbols that stay free."""
+    if not dims.symbols:
+        counted = counter.at(sk, inferred)
+        problem = (f"static inference left them unknown and the onnxruntime probe did not run ({counted.problem})"
+                   if counted.problem else "")
+        return _Counted(counted.layers, None, counted.source, problem)
+    layers = counter.rows(inferred.shapes)
+    fitted = fit_macs(counter, sk, dims, layers)
+    return _Counted(fitted.layers, fitted.macs, fitted.source, fitted.problem)
 
 
 def _overridable(model: onnx.ModelProto) -> frozenset[str]:
@@ -141,13 +170,19 @@ def _unused_warning(weights: WeightTotals) -> tuple[str, ...]:
             "elements): not counted as params",)
 
 
-def _unknown_warning(layers: tuple[Layer, ...]) -> tuple[str, ...]:
-    unknown = [layer.name for layer in layers if layer.macs is None and layer.note.startswith("shape unknown")]
+def _unknown_warning(layers: tuple[Layer, ...], counted: _Counted) -> tuple[str, ...]:
+    """One warning naming the rows whose MACs stay unknown, and why."""
+    unknown = [layer.name for layer in unresolved(layers)]
     if not unknown:
         return ()
     shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
-    return (f"{len(unknown)} row(s) not counted because shapes are unknown ({shown}); "
-            "pin dynamic dims with --input-shape",)
+    if counted.problem:
+        reason = counted.problem
+    elif counted.source:
+        reason = "their shapes depend on the data, which a run on zeros cannot tell"
+    else:
+        reason = "pin dynamic dims with --input-shape"
+    return (f"{len(unknown)} row(s) not counted because shapes are unknown ({shown}): {reason}",)
 
 
 __all__ = ["FORMAT", "OnnxHandle", "load_onnx"]

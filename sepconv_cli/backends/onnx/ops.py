@@ -60,11 +60,13 @@ class NodeView:
 
 @dataclass(frozen=True)
 class OpCost:
-    """A handler's answer: MACs (None with ``note`` when a shape is unknown) and a conv's geometry."""
+    """A handler's answer: MACs (None with ``note`` when a shape is unknown), a conv's geometry, and the
+    formula with its operands (``"M·K·N = 1·512·10"``; empty when the MACs are unknown)."""
 
     macs: int | None
     conv: ConvSpec | None = None
     note: str = ""
+    formula: str = ""
 
 
 Handler = Callable[[NodeView], OpCost]
@@ -127,13 +129,13 @@ def _conv_cost(view: NodeView, transposed: bool) -> OpCost:
     if x is not None and len(x) == len(weight):
         _check_channels(view, spec, x[1])
     try:
-        macs = _transpose_macs(view, spec) if transposed else _conv_macs(view, spec)
+        macs, formula = _transpose_macs(view, spec) if transposed else _conv_macs(view, spec)
     except UnknownShape as exc:
         return OpCost(None, spec, f"shape unknown: {exc}")
-    return OpCost(macs, spec)
+    return OpCost(macs, spec, formula=formula)
 
 
-def _conv_macs(view: NodeView, spec: ConvSpec) -> int:
+def _conv_macs(view: NodeView, spec: ConvSpec) -> tuple[int, str]:
     """``N * Cout * prod(out_spatial) * (Cin/g) * prod(kernel)``; output shape from inference, else
     computed from the input (pads, strides, dilations, auto_pad)."""
     out = view.static_output(0)
@@ -144,13 +146,20 @@ def _conv_macs(view: NodeView, spec: ConvSpec) -> int:
         batch, out_spatial = out[0], out[2:]
     if any(d <= 0 for d in out_spatial):
         raise ShapeError(f"node {view.name!r} (Conv): output spatial size {out_spatial} is not positive")
-    return costs.conv_macs(batch, spec.out_channels, out_spatial, spec.in_channels // spec.groups, spec.kernel)
+    macs = costs.conv_macs(batch, spec.out_channels, out_spatial, spec.in_channels // spec.groups, spec.kernel)
+    text = costs.conv_macs_text(batch, spec.out_channels, tuple(out_spatial), spec.in_channels, spec.groups,
+                                spec.kernel)
+    return macs, text
 
 
-def _transpose_macs(view: NodeView, spec: ConvSpec) -> int:
+def _transpose_macs(view: NodeView, spec: ConvSpec) -> tuple[int, str]:
     """``N * Cin * prod(in_spatial) * (Cout/g) * prod(kernel)``."""
     x = view.static_input(0, "input")
-    return costs.conv_transpose_macs(x[0], spec.in_channels, x[2:], spec.out_channels // spec.groups, spec.kernel)
+    macs = costs.conv_transpose_macs(x[0], spec.in_channels, x[2:], spec.out_channels // spec.groups,
+                                     spec.kernel)
+    text = costs.conv_transpose_macs_text(x[0], spec.in_channels, x[2:], spec.out_channels, spec.groups,
+                                          spec.kernel)
+    return macs, text
 
 
 def conv(view: NodeView) -> OpCost:
@@ -171,7 +180,7 @@ def gemm(view: NodeView) -> OpCost:
     k2, n = (b[1], b[0]) if view.attrs.get("transB", 0) else (b[0], b[1])
     if k != k2:
         raise ShapeError(f"node {view.name!r} (Gemm): inner dims differ ({k} vs {k2})")
-    return OpCost(costs.gemm_macs(m, k, n))
+    return OpCost(costs.gemm_macs(m, k, n), formula=costs.gemm_macs_text(m, k, n))
 
 
 def matmul(view: NodeView) -> OpCost:
@@ -179,7 +188,7 @@ def matmul(view: NodeView) -> OpCost:
     a = view.static_input(0, "A")
     b = view.static_input(1, "B")
     try:
-        return OpCost(costs.matmul_macs(a, b))
+        return OpCost(costs.matmul_macs(a, b), formula=costs.matmul_macs_text(a, b))
     except ValueError as exc:
         raise ShapeError(f"node {view.name!r} (MatMul): {exc}") from None
 
@@ -235,18 +244,21 @@ def einsum(view: NodeView) -> OpCost:
     indices and keeping only the indices still needed. One operand (transpose, trace, diagonal, sum)
     multiplies nothing: 0 MACs, as for Transpose and ReduceSum. Ellipsis dims broadcast like numpy."""
     operands, output, sizes = _einsum_terms(view)
-    macs, current = 0, operands[0]
+    macs, current, names, values = 0, operands[0], [], []
     for step, labels in enumerate(operands[1:], start=2):
         pair = tuple(dict.fromkeys(current + labels))
         macs += prod(sizes[label] for label in pair)
+        names.append("·".join(x if not x.startswith(".") else f"…{x[1:]}" for x in pair))
+        values.append("·".join(str(sizes[x]) for x in pair))
         later = {x for ops in operands[step:] for x in ops} | set(output)
         current = tuple(label for label in pair if label in later)
-    return OpCost(macs)
+    formula = f"{' + '.join(names)} = {' + '.join(values)}" if names else "0 (one operand: nothing multiplied)"
+    return OpCost(macs, formula=formula)
 
 
 def zero(view: NodeView) -> OpCost:
     """Counted as 0 MACs by convention (no multiply-accumulate of weights and activations)."""
-    return OpCost(0)
+    return OpCost(0, formula=f"0 (by convention, {view.op} has no multiply-accumulate of weights)")
 
 
 ZERO_MAC_OPS = (

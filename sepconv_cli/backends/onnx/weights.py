@@ -5,11 +5,15 @@ and ``ConstantOfShape`` nodes whose shape is itself constant. ``Identity`` and `
 aliases of it (exporters emit them for shared weights), so a weight is counted once whatever route it
 takes. Counting reads only ``dims``: weight bytes (possibly external data) are read only by ``array``.
 Params are float tensors, plus integer tensors that ``DequantizeLinear`` turns into weights (QDQ
-models store their kernels as int8); other integer tensors (shapes, indices) are not params. Scalars
+models store their kernels as int8); other integer tensors (shapes, indices) are not params. What each
+reader makes of a tensor comes from one table (``roles.INPUT_ROLES``): a tensor read only as Resize
+scales, Pad pads, a Reshape shape or the like is config, never a param; one read only as BatchNorm
+statistics or quantisation metadata is a buffer; the all-ones/all-zeros InstanceNormalization scale and
+bias that exporters write to emulate GroupNorm are config too. Scalars
 (rank-0 tensors, and one-element ``Constant`` nodes: the ``0.5`` and ``sqrt(d)`` that exporters write
 for ``x * 0.5``, GELU, attention scaling) are literals of the code, not trainable weights, so they are
-not params either; nor is a tensor no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for the node that owns the body
-(``onnx_subgraphs``). Units: elements and bytes.
+not params either; nor is a tensor no node reads. Weights inside ``If``/``Loop``/``Scan`` bodies count for
+the node that owns the body (``subgraphs``); the totals live in ``totals``. Units: elements and bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sepconv_cli.backends.onnx.subgraphs import BodyWeight, body_weights, used_names
 from sepconv_cli.errors import WeightsUnreadable
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
@@ -30,12 +33,6 @@ FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.
 """Element types counted as trainable params; integer tensors (shapes, indices) are not params."""
 
 ALIAS_OPS = ("Identity", "Cast")
-BUFFER_INPUTS = {
-    "BatchNormalization": (3, 4),  # running mean and variance
-    "DequantizeLinear": (1, 2),  # quantisation scale and zero point (per tensor or per channel)
-    "QuantizeLinear": (1, 2),
-}
-"""Op type -> input positions holding statistics or quantisation metadata: buffers, not params."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +136,17 @@ class WeightCatalogue:
         """True when ``node`` is itself a weight source (a Constant or a constant ConstantOfShape)."""
         return bool(node.output) and node.output[0] in self._nodes and self._nodes[node.output[0]] is node
 
+    def inline_array(self, name: str, limit: int = 65536) -> np.ndarray | None:
+        """The values of a small weight stored in the file itself (``limit`` elements at most); None for
+        external data, big tensors and computed values: counting never reads external data."""
+        key = self.resolve(name)
+        if key is None or self.sources[key].elements > limit:
+            return None
+        tensor = self._tensors.get(key)
+        if tensor is not None and tensor.data_location == onnx.TensorProto.EXTERNAL:
+            return None
+        return self.array(key)
+
     def array(self, name: str) -> np.ndarray | None:
         """The values of weight ``name`` as stored (external data read now), None if not a constant."""
         key = self.resolve(name)
@@ -204,68 +212,3 @@ def _fill(node: onnx.NodeProto, source: WeightSource) -> np.ndarray:
     value = _constant_of_shape_value(node)
     fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0.0)
     return np.full(source.shape, fill)
-
-
-@dataclass(frozen=True)
-class WeightTotals:
-    """Model totals: unique param and buffer elements, bytes per dtype name, which names are buffers,
-    and the float tensors set aside: ``unused`` (read by no node) and ``scalars`` (rank-0 literals)."""
-
-    params: int
-    buffers: int
-    weight_bytes: tuple[tuple[str, int], ...]
-    buffer_names: frozenset[str]
-    unused: tuple[str, ...] = ()
-    unused_elements: int = 0
-    scalars: int = 0
-
-
-def _body_param(weight: BodyWeight) -> bool:
-    return bool(weight.shape) and weight.dtype in FLOAT_TYPES  # float, not a scalar literal
-
-
-def body_params(node: onnx.NodeProto) -> int:
-    """Param elements held inside ``node``'s bodies."""
-    return sum(prod(w.shape) for w in body_weights(node) if _body_param(w))
-
-
-def totals(catalogue: WeightCatalogue, model: onnx.ModelProto) -> WeightTotals:
-    """Count every source once: float tensors are params unless only buffer inputs (BatchNorm's mean/var,
-    quantisation scales) use them."""
-    buffer_names = _buffers_only(catalogue, model)
-    used = {catalogue.resolve(name) for name in used_names(model.graph)}
-    params = buffers = scalars = 0
-    unused: list[str] = []
-    by_dtype: dict[str, int] = {}
-    for source in catalogue.sources.values():
-        name = dtype_name(source.dtype)
-        by_dtype[name] = by_dtype.get(name, 0) + dtype_bytes(source.dtype, source.elements)
-        if not catalogue.is_param(source.name):
-            scalars += int(source.is_float and catalogue.is_literal(source.name))
-        elif source.name not in used:
-            unused.append(source.name)
-        elif source.name in buffer_names:
-            buffers += source.elements
-        else:
-            params += source.elements
-    for node in model.graph.node:
-        for weight in body_weights(node):
-            key = dtype_name(weight.dtype)
-            by_dtype[key] = by_dtype.get(key, 0) + dtype_bytes(weight.dtype, prod(weight.shape))
-            params += prod(weight.shape) if _body_param(weight) else 0
-    unused_elements = sum(catalogue.sources[n].elements for n in unused)
-    return WeightTotals(params, buffers, tuple(sorted(by_dtype.items())), frozenset(buffer_names),
-                        tuple(unused), unused_elements, scalars)
-
-
-def _buffers_only(catalogue: WeightCatalogue, model: onnx.ModelProto) -> set[str]:
-    stat_uses: set[str] = set()
-    other_uses: set[str] = set()
-    for node in model.graph.node:
-        for position, name in enumerate(node.input):
-            key = catalogue.resolve(name) if name else None
-            if key is None or (node.op_type in ALIAS_OPS and node.output[0] in catalogue.aliases):
-                continue
-            is_stat = position in BUFFER_INPUTS.get(node.op_type, ())
-            (stat_uses if is_stat else other_uses).add(key)
-    return stat_uses - other_uses

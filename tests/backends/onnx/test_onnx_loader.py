@@ -165,14 +165,14 @@ def test_batchnorm_stats_are_buffers_and_follow_the_conv(tmp_path):
     assert bn.eps == pytest.approx(1e-3) and np.array_equal(bn.var, numpy_helper.to_array(var))
 
 
-def test_symbolic_batch_is_kept_then_pinned(tmp_path):
+def test_symbolic_batch_is_taken_as_one_then_pinned(tmp_path):
     m = conv_model(("N", 3, 8, 8), (4, 3, 3, 3), pads=[1, 1, 1, 1])
     report = analyse(m, tmp_path).report
     row = report.layers[0]
-    assert row.input_shapes[0] == ("N", 3, 8, 8) and row.output_shapes == (("N", 4, 8, 8),)
-    assert row.macs is None and row.note.startswith("shape unknown")
-    assert row.conv.out_channels == 4  # geometry still known from the weight
-    assert report.unknown_rows == (row,) and any("--input-shape" in w for w in report.warnings)
+    assert row.input_shapes[0] == (1, 3, 8, 8) and row.output_shapes == ((1, 4, 8, 8),)
+    assert row.macs == 4 * 64 * 3 * 9 and report.model.assumed_dims == (("N", 1),)
+    assert row.conv.out_channels == 4 and not report.unknown_rows
+    assert not any("--input-shape" in w for w in report.warnings)
     for pin in [(None, (2, 3, 8, 8)), ("x", (2, 3, 8, 8))]:
         pinned = analyse(m, tmp_path, pin).report
         assert pinned.layers[0].macs == 2 * 4 * 64 * 3 * 9

@@ -1,0 +1,117 @@
+"""The one-time shape probe: run the graph once in onnxruntime on zeros, read every intermediate shape.
+
+Used only when static inference (with onnx's data propagation) leaves shapes unknown that a formula
+needs, e.g. pads computed from the input shape at run time (TF-style 'same' padding in legacy exports).
+The probe runs the *skeleton* (big weights are typed inputs, fed zeros: no weight bytes are read), with
+every node output added as a graph output, at one or more pinned input sizes.
+
+Bounded (the graph is untrusted): the memory it needs is predicted from the inferred shapes (every value
+is kept, since every value is an output) and the probe is refused above ``ProbeLimits.memory``; it runs in
+a child process under a wall-clock timeout and, where the OS has it, ``RLIMIT_AS``; onnxruntime's logs are
+silenced. The child (``probe_run``) imports onnxruntime and numpy only, never torch. Values downstream of an op whose output
+shape depends on the data (NonZero, Unique, ...) are not taken from the probe: zeros say nothing there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from math import prod
+
+import onnx
+
+from sepconv_cli.backends.onnx.weights import dtype_bytes
+from sepconv_cli.core.records import Shape, is_static
+
+DATA_DEPENDENT = frozenset({"NonZero", "Unique", "NonMaxSuppression", "Compress", "Loop", "If", "StringSplit"})
+"""Ops whose output shapes (or values fed to shapes) depend on the input data, not only on its shape."""
+
+SOURCE = "one onnxruntime run on zeros"
+"""How ``ModelInfo.shape_source`` names shapes that came from the probe."""
+
+
+@dataclass(frozen=True)
+class ProbeLimits:
+    """Bounds of one probe: predicted bytes (refused above), wall-clock seconds, address space cap."""
+
+    memory: int = 2 * 2**30
+    seconds: float = 60.0
+    address_space: int = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the probe found: per point, ``name -> shape`` of every value it could read, or the one-line
+    reason it did not run (``error``)."""
+
+    shapes: tuple[dict[str, Shape], ...] = ()
+    error: str = ""
+
+
+def tainted(graph: onnx.GraphProto) -> set[str]:
+    """Values whose shape (or shape-carrying value) may depend on the input data: outputs of
+    ``DATA_DEPENDENT`` ops and everything computed from them."""
+    bad: set[str] = set()
+    for node in graph.node:  # a skeleton keeps the file's order, which exporters write topologically
+        if node.op_type in DATA_DEPENDENT or any(i in bad for i in node.input if i):
+            bad.update(o for o in node.output if o)
+    return bad
+
+
+def predicted_bytes(sk: onnx.ModelProto, shapes: dict[str, Shape | None], dtypes: dict[str, int]) -> int:
+    """Bytes the probe holds at once: every input and every node output (all are outputs), a value of
+    unknown shape taken as large as the largest known one."""
+    names = [i.name for i in sk.graph.input] + [o for n in sk.graph.node for o in n.output if o]
+    known = [dtype_bytes(dtypes.get(n, 1) or 1, prod(shapes[n])) for n in names if is_static(shapes.get(n))]
+    largest = max(known, default=0)
+    unknown = sum(1 for n in names if not is_static(shapes.get(n)))
+    return sum(known) + unknown * largest
+
+
+def probe(sk: onnx.ModelProto, feeds: list[dict[str, tuple[tuple[int, ...], int]]], outputs: dict[str, int],
+          limits: ProbeLimits, predicted: int) -> Probe:
+    """Run ``sk`` once per entry of ``feeds`` (input name -> (shape, ONNX elem type), zeros) and return
+    the shapes of ``outputs`` (name -> elem type); refused when ``predicted`` bytes exceed the limit."""
+    if predicted > limits.memory:
+        return Probe(error=f"it would hold about {predicted / 2**30:.1f} GiB (limit {limits.memory / 2**30:.1f} GiB)")
+    model = onnx.ModelProto()
+    model.CopyFrom(sk)
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, t, None) for n, t in outputs.items())
+    model.graph.ClearField("value_info")
+    with tempfile.TemporaryDirectory(prefix="sepconv-probe-") as folder:
+        path = os.path.join(folder, "model.onnx")
+        onnx.save_model(model, path)
+        with open(os.path.join(folder, "feeds.json"), "w", encoding="utf-8") as fh:
+            json.dump([{k: [list(s), t] for k, (s, t) in f.items()} for f in feeds], fh)
+        return _run_child(folder, limits)
+
+
+def _limit_memory(address_space: int):
+    def apply() -> None:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        except (ImportError, ValueError, OSError):  # no RLIMIT_AS here: the timeout still bounds the run
+            pass
+    return apply
+
+
+def _run_child(folder: str, limits: ProbeLimits) -> Probe:
+    command = [sys.executable, "-m", "sepconv_cli.backends.onnx.probe_run", folder]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ORT_LOGGING_LEVEL": "3"}
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=limits.seconds, env=env, check=False,
+                              preexec_fn=_limit_memory(limits.address_space) if os.name == "posix" else None)
+    except subprocess.TimeoutExpired:
+        return Probe(error=f"it ran past {limits.seconds:g} s")
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        return Probe(error=lines[-1][:200] if lines else f"the run ended with status {done.returncode}")
+    found = json.loads(done.stdout)
+    return Probe(shapes=tuple({k: tuple(v) for k, v in point.items()} for point in found))
