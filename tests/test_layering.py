@@ -32,7 +32,7 @@ NOT_IN_PURE = FRAMEWORKS | {"rich", "typer"}
 
 # Top-level part of a module name -> layer rank (higher may import lower, never the reverse).
 LAYERS: dict[str, int] = {
-    "errors": 0, "lazy": 0, "cpu": 0,
+    "errors": 0, "lazy": 0, "cpu": 0, "files": 0,
     "core": 1,
     "planner": 2, "calibration": 2,
     "backends": 3,

@@ -1,21 +1,39 @@
 """Format detection by content: ONNX protobuf, torch zip archives (.pt2 / TorchScript / torch.save),
 legacy pickles, or a ``module:factory`` entry point. Imports neither torch nor onnx.
+
+A model path must be a regular file (a FIFO would block the first read, ``/dev/zero`` never ends), and a
+PyTorch format without torch installed is an ``InputError`` telling how to install it, so that ``check``
+still reports every other model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import zipfile
 
 from sepconv_cli.backends.base import LoadOptions
 from sepconv_cli.errors import InputError
+from sepconv_cli.files import read_head
 
 _ENTRYPOINT = re.compile(r"^(?P<target>[\w./\\-]+?(\.py)?):(?P<attr>[A-Za-z_][\w.]*)$")
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 # suffixes only PyTorch writes: such a file that is neither a zip nor a pickle is a broken PyTorch file
 _TORCH_SUFFIXES = {".pt2": "a torch.export .pt2 archive", ".pt": "a PyTorch file", ".pth": "a PyTorch file",
                    ".ts": "a TorchScript archive", ".jit": "a TorchScript archive"}
+
+
+TORCH_FORMATS = frozenset({"pt2", "torchscript", "state_dict", "pickle", "entrypoint"})
+TORCH_MISSING = "PyTorch models need the torch extra: pip install 'sepconv[torch]'"
+
+
+def torch_installed() -> bool:
+    """Whether ``import torch`` can succeed (found without importing it)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def is_entrypoint(source: str) -> bool:
@@ -43,17 +61,18 @@ def _zip_kind(path: str) -> str:
 
 def detect_format(source: str, options: LoadOptions | None = None) -> str:
     """Return the loader format name for ``source`` or raise ``InputError`` naming the problem."""
+    fmt = _format_of(source)
+    if fmt in TORCH_FORMATS and not torch_installed():
+        raise InputError(f"{source}: {TORCH_MISSING}")
+    return fmt
+
+
+def _format_of(source: str) -> str:
     if is_entrypoint(source):
         return "entrypoint"
-    if not os.path.exists(source):
+    if not os.path.lexists(source):
         raise InputError(f"{source}: no such file")
-    if os.path.isdir(source):
-        raise InputError(f"{source}: is a directory, expected a model file")
-    try:
-        with open(source, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read ({exc.strerror})") from None
+    head = read_head(source, 8, "model file")
     if not head:
         raise InputError(f"{source}: empty file")
     if head.startswith(b"PK\x03\x04"):

@@ -34,7 +34,7 @@ from sepconv_cli.core.budget import (
 from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError, Report
 from sepconv_cli.core.units import Kind
 from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
-from sepconv_cli.pipeline.baseline import Baseline, load_baseline
+from sepconv_cli.pipeline.baseline import Baseline, check_recorded_model, load_baseline
 from sepconv_cli.pipeline.config import (
     GLOB_CHARS,
     Config,
@@ -121,7 +121,7 @@ def _check_growth_setting(target: Target) -> None:
     raise ConfigError(f"{origin} needs a baseline (key 'baseline' or --baseline) for {target.path}")
 
 
-def _prepare(target: Target, several: bool) -> Prepared:
+def _prepare(target: Target, several: bool, baseline_any: bool = False) -> Prepared:
     settings = target.settings
     _check_growth_setting(target)
     if not settings.budgets and not settings.baseline:
@@ -131,6 +131,8 @@ def _prepare(target: Target, several: bool) -> Prepared:
     except UsageError as exc:
         raise UsageError(f"{target.path}: input-shape: {exc}") from None
     base = load_baseline(settings.baseline, settings.origins.get("baseline")) if settings.baseline else None
+    if base and not baseline_any:
+        check_recorded_model(base, target.path)
     if base and several and not base.describes(target.path):
         raise UsageError(f"{base.source}: records {base.model_path}, not {target.path}; with several models "
                          "give each model its own baseline in the config")
@@ -264,6 +266,10 @@ def check(
     kwargs: str = KWARGS_OPTION,
     arch: str | None = ARCH_OPTION,
     trust_pickle: bool = TRUST_PICKLE_OPTION,
+    trust_code: bool = typer.Option(False, "--trust-code", help="Allow entry points named only in the config "
+                                    "(package.module:factory): they import and run Python code."),
+    baseline_any: bool = typer.Option(False, "--baseline-any", help="Compare with a baseline recorded from a "
+                                      "model of another file name."),
 ) -> None:
     """Check models against their budgets; exit 1 when any is exceeded."""
     flags = {"max-params": max_params, "max-macs": max_macs, "max-flops": max_flops,
@@ -274,8 +280,8 @@ def check(
     if config and no_config:
         raise UsageError("--config and --no-config exclude each other")
     found = Config() if no_config else discover(config, os.getcwd())
-    targets = resolve_targets(found, _expand_models(models), cli)
-    prepared = [_prepare(t, len(targets) > 1) for t in targets]  # every refusal before any model loads
+    targets = resolve_targets(found, _expand_models(models), cli, trust_code=trust_code)
+    prepared = [_prepare(t, len(targets) > 1, baseline_any) for t in targets]  # every refusal before any model loads
     inputs = [p.target.path for p in prepared] + [p.baseline.source for p in prepared if p.baseline]
     for out in filter(os.path.exists, (output or "", junit_xml or "")):
         if any(os.path.exists(i) and os.path.samefile(out, i) for i in inputs):

@@ -1,31 +1,69 @@
-"""Helpers shared by the CLI commands: error handling, option parsing, atomic output writing."""
+"""Helpers shared by the CLI commands: error handling, signals, option parsing, output writing."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import sys
-import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import TypeVar
 
 import typer
 
+from sepconv_cli.backends.detect import TORCH_MISSING
 from sepconv_cli.core.records import Shape
-from sepconv_cli.errors import OutputError, SepconvError, UsageError
+from sepconv_cli.errors import SepconvError, Terminated, UsageError, one_line
+from sepconv_cli.files import write_output
 
 F = TypeVar("F", bound=Callable)
 
+# Signals that stop a run the way Ctrl-C does (CI runners and `timeout` send SIGTERM; a closed terminal SIGHUP).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stop_signals_unwind() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise ``Terminated`` (so every ``finally`` removes its temporary
+    files); a second signal during that clean-up is ignored. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum, _frame):
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    saved = {sig: signal.signal(sig, unwind) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _internal_error(exc: Exception) -> str:
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and missing.split(".")[0] == "torch":
+        return f"sepconv: error: {TORCH_MISSING}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return one_line(f"sepconv: internal error: {type(exc).__name__}: {text} (set SEPCONV_DEBUG=1 for a traceback)")
+
 
 def handle_errors(func: F) -> F:
-    """Turn ``SepconvError`` (and any unexpected exception) into one stderr line and exit code 2."""
+    """Turn ``SepconvError`` (and any unexpected exception) into one stderr line and exit code 2;
+    SIGINT, SIGTERM and SIGHUP into one line and exit code 128 + signal number, after clean-up."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with stop_signals_unwind():
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except SepconvError as exc:
@@ -34,12 +72,13 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             typer.echo("sepconv: interrupted", err=True)
             raise typer.Exit(130) from None
+        except Terminated as exc:
+            typer.echo(f"sepconv: terminated ({exc.name})", err=True)
+            raise typer.Exit(exc.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
             if os.environ.get("SEPCONV_DEBUG"):
                 raise
-            msg = str(exc).splitlines()[0] if str(exc) else ""
-            typer.echo(f"sepconv: internal error: {type(exc).__name__}: {msg} (set SEPCONV_DEBUG=1 for a traceback)",
-                       err=True)
+            typer.echo(_internal_error(exc), err=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -145,28 +184,10 @@ def stdout_is_terminal() -> bool:
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+    """Write ``data`` to ``path``: atomically (temporary file, then rename) for a regular file, through a
+    symbolic link to its target, in place to a character device or FIFO (``-o /dev/stdout``).
 
     Raises ``OutputError`` (one line naming ``path``) when it cannot be written; no partial file is left
-    and an existing file at ``path`` stays as it was.
+    and an existing file at ``path`` stays as it was (``files.write_output``).
     """
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    mode = "wb" if isinstance(data, bytes) else "w"
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory, expected a file name")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".sepconv-", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a written report gets the usual mode
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_output(path, data)

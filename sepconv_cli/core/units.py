@@ -67,6 +67,8 @@ def _scaled(text: Raw, suffixes: dict[str, int], hint: str) -> float:
     value, suffix = _split(text)
     if suffix not in suffixes:
         raise UnitError(f"{text!r} has an unknown suffix {suffix!r} (use {hint})")
+    if not math.isfinite(value * suffixes[suffix]):  # e.g. 1e300T: an infinite limit would pass anything
+        raise UnitError(f"{text!r} is not a finite number")
     return value * suffixes[suffix]
 
 

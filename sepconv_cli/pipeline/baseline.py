@@ -3,11 +3,17 @@
 Only the figures baseline growth compares are kept: ``params``, ``macs`` (elements, MACs) and, when the
 report carries them, ``file-size`` and ``weight-bytes`` (bytes). Anything that is not such a report, or
 has another ``schema_version``, is a ``ConfigError`` naming the file and the key.
+
+A baseline is untrusted input (a pull request can edit it): it is read only when it is a regular file of
+at most 16 MiB; ``NaN``, ``Infinity`` and numbers too large for a float (``1e400``) are refused, since an
+infinite baseline would let any growth pass; and a baseline recorded from a model of another file name
+is refused (``check_recorded_model``) unless ``--baseline-any``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +21,7 @@ from typing import Any
 from sepconv_cli.core.budget import not_counted
 from sepconv_cli.core.records import SCHEMA_VERSION
 from sepconv_cli.errors import ConfigError
+from sepconv_cli.files import read_bounded
 
 # DESIGN §3: keys every analyze JSON report carries, with the type each must have.
 REQUIRED_TOP: dict[str, type] = {
@@ -56,16 +63,35 @@ class Baseline:
         return bool(recorded) and actual[-len(recorded):] == recorded
 
 
+class _NotFinite(ValueError):
+    """A JSON number that is not a finite float (``NaN``, ``Infinity``, ``1e400``)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise _NotFinite(text)
+
+
 def _read_json(path: str) -> Any:
+    data = read_bounded(path, what="baseline", error=ConfigError)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: baseline not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read baseline ({exc})") from None
+        return json.loads(data.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read baseline ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: baseline is not JSON (line {exc.lineno}: {exc.msg})") from None
+    except _NotFinite as exc:
+        raise ConfigError(f"{path}: baseline holds the number {exc}, which is not finite") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: baseline is not a sepconv report (JSON nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: baseline is not a sepconv report ({str(exc).splitlines()[0]})") from None
 
 
 def _check_keys(path: str, data: Any) -> None:
@@ -92,7 +118,13 @@ def _number(path: str, key: str, value: Any) -> float | None:
         return sum(_number(path, f"{key}.{k}", v) or 0.0 for k, v in value.items())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"{path}: key {key!r} is {value!r}, expected a non-negative number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{path}: key {key!r} is too large to be a count")
+    return number
 
 
 def _first(data: dict, *paths: str) -> tuple[str, Any]:
@@ -140,3 +172,12 @@ def load_baseline(path: str, origin: str | None = None) -> Baseline:
     _check_keys(path, data)
     return Baseline(source=path, model_path=str(data["model"]["path"]), figures=_figures(path, data),
                     unknown=_unknown(path, data))
+
+
+def check_recorded_model(base: Baseline, model: str) -> None:
+    """``ConfigError`` when ``base`` was recorded from a model of another file name than ``model`` (a
+    baseline of another model would compare unrelated figures); ``--baseline-any`` skips this check."""
+    recorded = os.path.basename(os.path.normpath(base.model_path)) if base.model_path else ""
+    if recorded and recorded != os.path.basename(os.path.normpath(model)):
+        raise ConfigError(f"{base.source}: recorded from {base.model_path}, not {model}; pass --baseline-any to "
+                          "compare with it anyway")

@@ -18,14 +18,20 @@ Layout (``sepconv.toml`` holds the same keys at top level)::
     baseline = "baselines/vgg.json"
 
 Keys are the ``check`` flag names without the dashes. Precedence: command-line flags, then every model
-table whose pattern matches (in file order), then the defaults. Unknown keys, malformed TOML, bad values
-and globs that match no file are ``ConfigError`` naming the file and the key.
+table whose pattern matches (in file order), then the defaults. Unknown keys (with the nearest known one
+suggested), malformed TOML, bad values and globs that match no file are ``ConfigError`` naming the file
+and the key.
+
+The file is untrusted input (a pull request can change it): it is read only when it is a regular file
+of at most 16 MiB, ``**`` globs never follow symlinked folders (so a symlink cycle cannot make them
+endless), and a table naming an entry point (``"pkg.mod:build"``, Python code to import and run) is
+refused unless the command line opts in with ``--trust-code``.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
-import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -41,10 +47,11 @@ from sepconv_cli.core.budget import METRICS, budgets_from_mapping
 from sepconv_cli.core.records import Budget
 from sepconv_cli.core.units import UnitError, parse_fraction
 from sepconv_cli.errors import ConfigError, UsageError
+from sepconv_cli.files import read_bounded
+from sepconv_cli.pipeline.globs import GLOB_CHARS, expand_glob
 
 SETTING_KEYS = ("input-shape", "baseline", "max-growth")
 DEDICATED_FILE = "sepconv.toml"
-GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -104,22 +111,27 @@ class Target:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    data = read_bounded(path, what="config file", error=ConfigError)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: malformed TOML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed TOML (tables or arrays nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"{path}: malformed TOML ({str(exc).splitlines()[0]})") from None
 
 
 def _table_of(path: str, data: dict[str, Any]) -> dict[str, Any] | None:
     """The sepconv table of a parsed file: ``[tool.sepconv]`` in pyproject.toml, the whole sepconv.toml."""
     if os.path.basename(path) == "pyproject.toml":
-        table = data.get("tool", {}).get("sepconv")
-        return table if isinstance(table, dict) else None
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise ConfigError(f"{path}: key 'tool' must be a table, got {type(tool).__name__}")
+        table = tool.get("sepconv")
+        if table is not None and not isinstance(table, dict):
+            raise ConfigError(f"{path}: key 'tool.sepconv' must be a table, got {type(table).__name__}")
+        return table
     return data
 
 
@@ -128,10 +140,10 @@ def find_config(start: str) -> str | None:
     folder = os.path.abspath(start)
     while True:
         dedicated = os.path.join(folder, DEDICATED_FILE)
-        if os.path.isfile(dedicated):
+        if os.path.lexists(dedicated):  # a FIFO or a dangling link is refused by name, never skipped
             return dedicated
         pyproject = os.path.join(folder, "pyproject.toml")
-        if os.path.isfile(pyproject) and _table_of(pyproject, _read_toml(pyproject)) is not None:
+        if os.path.lexists(pyproject) and _table_of(pyproject, _read_toml(pyproject)) is not None:
             return pyproject
         parent = os.path.dirname(folder)
         if parent == folder:
@@ -156,8 +168,7 @@ def settings_from_table(table: dict[str, Any], path: str, where: str) -> Setting
     """Settings from one TOML table; ``where`` names the table in errors (``[tool.sepconv]``)."""
     unknown = [k for k in table if k not in METRICS and k not in SETTING_KEYS]
     if unknown:
-        known = ", ".join((*METRICS, *SETTING_KEYS))
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} in {where} (known: {known})")
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} in {where}{did_you_mean(unknown[0])}")
     budgets = budgets_from_mapping({k: v for k, v in table.items() if k in METRICS}, f"{path} {where}")
     settings = Settings(budgets=budgets, origins={key: f"{path}: key '{key}' in {where}"
                                                   for key in ("baseline", "max-growth") if key in table})
@@ -168,6 +179,13 @@ def settings_from_table(table: dict[str, Any], path: str, where: str) -> Setting
     if "max-growth" in table:
         settings = replace(settings, max_growth=parse_growth(table["max-growth"], f"{path}: key 'max-growth' in {where}"))
     return settings
+
+
+def did_you_mean(key: str) -> str:
+    """``" (did you mean 'max-params'?)"`` for a near miss of a known key, else the list of known keys."""
+    known = (*METRICS, *SETTING_KEYS)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
 
 
 def parse_growth(raw: Any, where: str) -> float:
@@ -207,11 +225,6 @@ def _display(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def expand_glob(pattern: str) -> list[str]:
-    """Files matching ``pattern`` (``**`` recurses), sorted."""
-    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-
-
 def _expand(entry: ModelEntry) -> list[str]:
     pattern = os.path.join(entry.base_dir, entry.pattern)
     if os.path.exists(pattern):  # before globbing: a literal name may contain [ ]
@@ -231,10 +244,15 @@ def _matches(entry: ModelEntry, model: str) -> bool:
         os.path.join(entry.base_dir, entry.pattern))
 
 
-def resolve_targets(config: Config, models: Sequence[str], cli: Settings) -> tuple[Target, ...]:
+def resolve_targets(config: Config, models: Sequence[str], cli: Settings,
+                    trust_code: bool = False) -> tuple[Target, ...]:
     """Models to check with their merged settings: ``models`` from the command line (matched against
-    the config's model tables) or, when none is given, every file the config's tables name."""
+    the config's model tables) or, when none is given, every file the config's tables name. A table
+    naming an entry point is refused unless ``trust_code`` (``--trust-code``): the config file alone
+    must not make ``check`` import and run Python code."""
     expanded = _expand_all(config)  # a table matching no file is an error even when MODELs are given
+    if not models and not trust_code:
+        _refuse_entrypoints(config)
     if models:
         return tuple(Target(m, _settings_for(config, m).merged(cli)) for m in models)
     if not config.models:
@@ -245,6 +263,15 @@ def resolve_targets(config: Config, models: Sequence[str], cli: Settings) -> tup
         for path in found:
             ordered[path] = ordered.get(path, config.defaults).merged(entry.settings)
     return tuple(Target(path, settings.merged(cli)) for path, settings in ordered.items())
+
+
+def _refuse_entrypoints(config: Config) -> None:
+    for entry in config.models:
+        pattern = os.path.join(entry.base_dir, entry.pattern)
+        if not os.path.lexists(pattern) and not GLOB_CHARS & set(entry.pattern) and is_entrypoint(entry.pattern):
+            raise ConfigError(f'{config.path}: key models."{entry.pattern}" names an entry point, which imports and '
+                              "runs Python code; add --trust-code to the command line to allow it (or give it as "
+                              "a MODEL argument)")
 
 
 def _expand_all(config: Config) -> list[tuple[ModelEntry, list[str]]]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from sepconv_cli.core.records import TensorInfo, format_shape
 from sepconv_cli.errors import InputError
+from sepconv_cli.files import require_regular
 
 # Model dtype name -> numpy dtype. Names follow the loaders' TensorInfo.dtype (ONNX element type names).
 DTYPES: dict[str, np.dtype] = {
@@ -48,7 +49,9 @@ def _kind(dtype: np.dtype) -> str:
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
-    """Arrays of one ``.npz`` / ``.npy`` file (``{"": array}`` for ``.npy``)."""
+    """Arrays of one ``.npz`` / ``.npy`` file (``{"": array}`` for ``.npy``); a FIFO or device is refused
+    before it is opened (numpy would block on a FIFO)."""
+    require_regular(path, "numpy file")
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: empty file")
     try:
