@@ -140,7 +140,8 @@ KWARGS_OPTION = typer.Option("", "--kwargs", metavar="JSON", show_default=False,
 ARCH_OPTION = typer.Option(None, "--arch", metavar="ENTRYPOINT", show_default=False,
                            help="package.module:factory building the module a state_dict belongs to.")
 TRUST_PICKLE_OPTION = typer.Option(False, "--trust-pickle",
-                                   help="Allow unpickling a whole saved module (runs arbitrary code).")
+                                   help="Allow unpickling a whole saved module, or the parts of a .pt2 archive "
+                                        "that need the full unpickler (runs arbitrary code).")
 ENGINE_OPTION = typer.Option(Engine.SEPCONV, "--engine", help="PyTorch counting engine (fvcore: fvcore-compatible "
                                                               "tables; needs real tensors).")
 DEVICE_OPTION = typer.Option(Device.AUTO, "--device", help="Where entry points are built (auto: on the cpu when "
