@@ -288,6 +288,13 @@ def verify(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarr
     return Verification(compare_all(reference, candidate, inputs), source, samples, tolerance, role)
 
 
+def output_error(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                 inputs: Mapping[str, np.ndarray]) -> float:
+    """The error a tolerance applies to (``headline_error``) of ``candidate`` against ``reference`` computed
+    from ``inputs``: residual outputs judged on their residual part. Fits ``DistillOptions.error``."""
+    return headline_error(verify(reference, candidate, "", inputs=inputs))[0]
+
+
 def benchmark(before: Callable[[], object], after: Callable[[], object], runs: int = 20,
               warmup: int = 3) -> Latency:
     """Median latency (ms) of ``before`` and ``after``, run alternately so that machine load hits both."""

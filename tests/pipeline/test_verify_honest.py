@@ -132,3 +132,12 @@ def test_residual_rule_edges():
     assert residual_input(x, {"ids": np.ones((2, 4), np.int64)}) is None  # integer input
     assert residual_input(np.zeros((2, 4)), {"x": x}) is None
     assert residual_input(x, {"far": x * 1.3, "near": x * 1.1}) == "near"
+
+
+def test_output_error_is_the_headline_error(denoised):
+    from sepconv_cli.pipeline.verify import output_error
+
+    x, ref, got = denoised
+    expected = verify(ref, got, "f.npz", inputs={"x": x}).outputs[0].residual_rel_l2
+    assert output_error(ref, got, {"x": x}) == pytest.approx(expected)
+    assert output_error(ref, got, {}) == pytest.approx(verify(ref, got, "f.npz").rel_l2)
