@@ -29,6 +29,7 @@ from sepconv_cli.cli.common import (
     use_color,
     write_atomic,
 )
+from sepconv_cli.core.records import Report
 from sepconv_cli.errors import OutputError, UsageError
 from sepconv_cli.planner import CandidateOptions, RankBy
 from sepconv_cli.render import (
@@ -53,6 +54,7 @@ Example:
     sepconv analyze model.onnx --depth 2 --sort macs --top 5
     sepconv analyze model.onnx --input-shape input=1x3x224x224 --format json -o report.json
     sepconv analyze model.onnx -o report.html                # a page with charts (no network)
+    sepconv analyze model.onnx --explain '*layer1*conv1*'   # formulas, operands, params and why
     sepconv analyze mypkg.nets:resnet18 --kwargs '{{"num_classes": 10}}' --device cpu
 
 Output is a table on a terminal and JSON otherwise (or from the --output suffix: .json, .csv, .md,
@@ -126,6 +128,9 @@ def analyze(
     device: Device = DEVICE_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print notes on stderr (which device an "
                                                                  "entry point was built on, BatchNorm folding)."),
+    explain: str | None = typer.Option(None, "--explain", metavar="NAME|GLOB", show_default=False,
+                                       help="Print the MACs formula of the matching rows with its operands, and "
+                                            "which inputs count as params and why (instead of the report)."),
 ) -> None:
     """Analyse MODEL: layers, totals, separable candidates."""
     from sepconv_cli.pipeline.analyze import analyze_model
@@ -137,10 +142,26 @@ def analyze(
     candidate_options = CandidateOptions(energy=energy, rank_by=rank_by, depthwise_bias=depthwise_bias,
                                          fold_bn=not no_fold_bn)
     report = analyze_model(model, load_options, candidate_options)
+    if explain is not None:  # text unless JSON is asked for (by --format or the --output suffix)
+        chosen = format_for(fmt, output, SUFFIX_FORMATS, OutputFormat.TABLE)
+        text = _explained(report, explain, chosen)  # a pattern matching nothing fails before any output
+    else:
+        chosen = _choose_format(fmt, output)
+        text = render(report, chosen, RenderOptions(view=view, width=terminal_width(), color=use_color(output)))
     for warning in report.warnings:
         typer.echo(f"sepconv: warning: {warning}", err=True)
     for note in report.notes if verbose else ():
         typer.echo(f"sepconv: note: {note}", err=True)
-    chosen = _choose_format(fmt, output)
-    text = render(report, chosen, RenderOptions(view=view, width=terminal_width(), color=use_color(output)))
     _emit(text, output, chosen)
+
+
+def _explained(report: Report, pattern: str, chosen: OutputFormat) -> str:
+    """``--explain``: the matching rows as text (JSON with ``--format json``); a pattern matching no row is
+    a usage error naming a few rows."""
+    from sepconv_cli.render.explain import explain_json, explain_text, matching
+
+    rows = matching(report, pattern)
+    if not rows:
+        names = ", ".join(layer.name for layer in report.layers[:3])
+        raise UsageError(f"--explain {pattern!r} matches no row (rows are named like {names}; globs work: '*conv*')")
+    return explain_json(rows) if chosen is OutputFormat.JSON else explain_text(report, rows)

@@ -26,34 +26,46 @@ MAX_DEGREE = 2
 
 @dataclass(frozen=True)
 class Lattice:
-    """Sizes ``step·a`` for every symbol, with ``a >= start``: where a fitted polynomial is exact."""
+    """Sizes ``step·a`` for each symbol (its own step, or ``step`` for all), ``a >= start``: where a fitted
+    polynomial is exact."""
 
     symbols: tuple[str, ...]
-    step: int
+    step: int = 1
     start: int = 1
+    steps: tuple[int, ...] = ()
+
+    def step_of(self, index: int) -> int:
+        """The step of symbol ``index``."""
+        return self.steps[index] if self.steps else self.step
 
     def sizes(self, multiples: tuple[int, ...]) -> dict[str, int]:
         """``{symbol: step·a}`` for lattice coordinates ``multiples``."""
-        return {s: self.step * a for s, a in zip(self.symbols, multiples)}
+        return {s: self.step_of(i) * a for i, (s, a) in enumerate(zip(self.symbols, multiples))}
 
     def grid(self, degree: int) -> list[tuple[int, ...]]:
         """Lattice coordinates of the ``(degree+1)^k`` fitting points, ``start..start+degree`` per symbol."""
         axis = range(self.start, self.start + degree + 1)
         return list(product(axis, repeat=len(self.symbols)))
 
-    def check_point(self, degree: int) -> tuple[int, ...]:
-        """Coordinates off the grid (a different multiple per symbol), where a fit is verified."""
-        return tuple(self.start + degree + 1 + i for i in range(len(self.symbols)))
+    def check_point(self, degree: int, which: int = 0) -> tuple[int, ...]:
+        """Coordinates off the grid (a different multiple per symbol), where a fit is verified; ``which``
+        picks a further one (a floor that is affine on a few multiples rarely stays so on the next ones)."""
+        return tuple(self.start + degree + 1 + 2 * which + i for i in range(len(self.symbols)))
 
     def describe(self) -> str:
-        """``"H and W multiples of 32, at least 32"`` (``"T a multiple of 320"`` for one symbol)."""
-        names = _and(self.symbols)
-        many = len(self.symbols) > 1
-        if self.step == 1:
-            where = f"{names} {'are' if many else 'is'} any size"
+        """``"H and W multiples of 32, at least 32"``; ``"N is any size; T a multiple of 320, at least 320"``."""
+        groups: dict[int, list[str]] = {}
+        for index, symbol in enumerate(self.symbols):
+            groups.setdefault(self.step_of(index), []).append(symbol)
+        return "; ".join(self._group(tuple(names), step) for step, names in sorted(groups.items()))
+
+    def _group(self, names: tuple[str, ...], step: int) -> str:
+        many = len(names) > 1
+        if step == 1:
+            where = f"{_and(names)} {'are' if many else 'is'} any size"
         else:
-            where = f"{names} {'multiples' if many else 'a multiple'} of {self.step}"
-        low = self.step * self.start
+            where = f"{_and(names)} {'multiples' if many else 'a multiple'} of {step}"
+        low = step * self.start
         return where + (f", at least {low}" if low > 1 else "")
 
 
@@ -149,7 +161,6 @@ def fit(lattice: Lattice, degree: int, values: dict[tuple[int, ...], int]) -> Po
     count) on ``lattice.grid(degree)``; its coefficients are in the symbols themselves (``H = step·a``)."""
     k = len(lattice.symbols)
     axis = list(range(lattice.start, lattice.start + degree + 1))
-    nodes = tuple(lattice.step * a for a in axis)
     values_seen = set(values.values())
     if len(values_seen) == 1:  # the common case (0 MACs, a fixed size): a constant
         return _polynomial(lattice.symbols, {(0,) * k: Fraction(values_seen.pop())})
@@ -159,6 +170,7 @@ def fit(lattice: Lattice, degree: int, values: dict[tuple[int, ...], int]) -> Po
         others = {key[:dim] + key[dim + 1:] for key in table}
         for rest in others:
             line = [table[rest[:dim] + (a,) + rest[dim:]] for a in axis]
+            nodes = tuple(lattice.step_of(dim) * a for a in axis)
             for power, c in enumerate(_solve_axis(nodes, line)):
                 out[rest[:dim] + (power,) + rest[dim:]] = c
         table = out  # axes after ``dim`` still hold lattice coordinates, axes up to it hold powers

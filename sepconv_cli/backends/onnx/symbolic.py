@@ -21,6 +21,7 @@ from sepconv_cli.core.symbolic import MAX_DEGREE, Lattice, Polynomial, fit
 STRIDED = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool", "ConvInteger", "QLinearConv"})
 COARSER = (1, 2, 4)  # lattice step multipliers tried after the graph's total stride
 STARTS = (1, 2, 4, 8)  # smallest multiples tried when small sizes are impossible for the model
+CHECKS = 2  # sizes off the grid each fit is verified at
 
 
 def lattice_step(graph: onnx.GraphProto, order: list[int]) -> int:
@@ -79,8 +80,10 @@ def fit_macs(counter: Counter, sk: onnx.ModelProto, dims: Dims, layers: tuple[La
     base = lattice_step(counter.graph, counter.order)
     problem = "no size on the lattice could be counted"
     for step in (base * m for m in COARSER):
+        # a batch-like symbol (leading dim only) goes through no stride: any size
+        steps = tuple(1 if all(axis == 0 for _, axis in dims.places[s]) else step for s in dims.symbols)
         for start in STARTS:
-            lattice = Lattice(dims.symbols, step, start)
+            lattice = Lattice(dims.symbols, start=start, steps=steps)
             result = _try(grid, lattice)
             if isinstance(result, str):
                 problem = result
@@ -102,7 +105,9 @@ def _with_dims(grid: _Grid, lattice: Lattice, layers: tuple[Layer, ...]) -> tupl
     for index, layer in enumerate(layers):
         pinned_in = [c.layers[index].input_shapes for c in counted]  # type: ignore[union-attr]
         pinned_out = [c.layers[index].output_shapes for c in counted]  # type: ignore[union-attr]
-        out.append(replace(layer, input_shapes=_dims(lattice, points, layer.input_shapes, pinned_in),
+        inputs = _dims(lattice, points, layer.input_shapes, pinned_in)
+        operands = tuple(replace(o, shape=shape) for o, shape in zip(layer.operands, inputs))
+        out.append(replace(layer, input_shapes=inputs, operands=operands + layer.operands[len(operands):],
                            output_shapes=_dims(lattice, points, layer.output_shapes, pinned_out)))
     return tuple(out)
 
@@ -128,21 +133,24 @@ def _at(shapes: tuple, j: int, axis: int) -> int | None:
 
 
 def _try(grid: _Grid, lattice: Lattice) -> tuple[list[Polynomial], tuple[Layer, ...], dict[str, int], str] | str:
-    """Per-row polynomials verified at the check point, or why not (a short phrase)."""
+    """Per-row polynomials verified at two check points off the grid, or why not (a short phrase)."""
     for degree in range(1, MAX_DEGREE + 1):
-        points = lattice.grid(degree) + [lattice.check_point(degree)]
-        counted = grid.counts(lattice, points)
+        fitting = lattice.grid(degree)
+        checks = [lattice.check_point(degree, which) for which in range(CHECKS)]
+        counted = grid.counts(lattice, fitting + checks)
         if any(c is None for c in counted):
             return "impossible sizes"
         problems = [c.problem for c in counted if c.problem]  # type: ignore[union-attr]
         if problems:
             return f"shapes unknown and the probe did not run: {problems[0]}"
         rows = [tuple(layer.macs for layer in c.layers) for c in counted]  # type: ignore[union-attr]
-        polys = _fit_rows(lattice, degree, points, rows)
-        check = lattice.sizes(points[-1])
-        if all(p is None or p(check) == m for p, m in zip(polys, rows[-1])):
+        polys = _fit_rows(lattice, degree, fitting, rows[:len(fitting)])
+        verified = all(p is None or p(lattice.sizes(point)) == m
+                       for point, row in zip(checks, rows[len(fitting):]) for p, m in zip(polys, row))
+        if verified:
             source = next((c.source for c in counted if c.source), "")  # type: ignore[union-attr]
-            return polys, counted[-1].layers, check, source  # type: ignore[union-attr, return-value]
+            first = counted[len(fitting)]
+            return polys, first.layers, lattice.sizes(checks[0]), source  # type: ignore[union-attr, return-value]
     return f"no polynomial of degree <= {MAX_DEGREE} per dim matches at {lattice.describe()}"
 
 
@@ -151,11 +159,8 @@ def _fit_rows(lattice: Lattice, degree: int, points: list[tuple[int, ...]],
     """One polynomial per row (None for a row not counted at some point: it has no formula)."""
     polys: list[Polynomial | None] = []
     for index in range(len(rows[0])):
-        values = {p: r[index] for p, r in zip(points[:-1], rows[:-1])}
-        if any(v is None for v in values.values()) or rows[-1][index] is None:
-            polys.append(None)
-        else:
-            polys.append(fit(lattice, degree, values))  # type: ignore[arg-type]
+        values = {p: r[index] for p, r in zip(points, rows)}
+        polys.append(None if any(v is None for v in values.values()) else fit(lattice, degree, values))  # type: ignore[arg-type]
     return polys
 
 

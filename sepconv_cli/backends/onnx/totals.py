@@ -145,8 +145,8 @@ def _kind(catalogue: WeightCatalogue, key: str, roles: set[Role], is_output: boo
         return Kind.UNUSED if catalogue.sources[key].is_float and not catalogue.is_literal(key) else Kind.OTHER
     if catalogue.is_literal(key):
         return Kind.LITERAL
-    if not catalogue.is_param(key):
-        return Kind.OTHER
+    if not catalogue.is_param(key):  # integer data: config when only configuration reads it
+        return Kind.CONFIG if roles and roles <= {Role.CONFIG} else Kind.OTHER
     if Role.PARAM in roles or is_output:
         return Kind.PARAM
     return Kind.BUFFER if Role.BUFFER in roles else Kind.CONFIG
