@@ -310,9 +310,24 @@ def build_cnn1d_artifacts(out: Path) -> dict[str, float]:
 
 
 def build_resnet50_like_artifacts(out: Path) -> dict[str, float]:
-    """Export the untrained ResNet-50-shaped network (weights inside the file, no external data)."""
+    """Export the untrained ResNet-50-shaped network (weights inside the file, no external data).
+
+    Freshly built BatchNorms all hold the same values (scale 1, shift 0, mean 0, variance 1), which the
+    exporter would merge into shared initialisers behind Identity nodes; so every BN gets a random scale and
+    shift and takes its running statistics from one forward pass over 4 random images, as a trained one would.
+    """
     torch.manual_seed(SEED)
-    model = build_resnet50_like().eval()
+    model = build_resnet50_like()
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0.0, 0.1)
+            norm.momentum = 1.0
+        model.train()(torch.randn(4, 3, 224, 224))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
     path = out / "resnet50_like.onnx"
     export_onnx(model, torch.zeros(1, 3, 224, 224), path)
     print(f"resnet50_like: wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
