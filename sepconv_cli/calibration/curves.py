@@ -121,14 +121,19 @@ def layer_curve(c: CurveCandidate, stats: tuple[NormalEquations, NormalEquations
     init = pack(full.pointwise, c.bias, c.groups)
     judge = hold if hold is not None and hold.rows else fit
     cin_g = fit.inputs // top
-    svd, after, after_fit, kept = [], [], [], []
+    svd: list[float] = []
+    after: list[float] = []
+    after_fit: list[float] = []
+    kept: list[bool] = []
     for rank in ranks:
         cols = rank_columns(cin_g, top, rank)
         sub = (fit.select(cols), None if judge is fit else judge.select(cols))
         start = init[:, np.append(cols, fit.inputs)]
         result = refit(c.name, rank, sub, start, ridge)
-        svd.append(result.record.holdout_error_before if sub[1] is not None else result.record.fit_error_before)
-        after.append(result.record.holdout_error_after if sub[1] is not None else result.record.fit_error_after)
+        rec = result.record
+        before, kept_error = rec.holdout_error_before, rec.holdout_error_after
+        svd.append(before if sub[1] is not None and before is not None else rec.fit_error_before)
+        after.append(kept_error if sub[1] is not None and kept_error is not None else rec.fit_error_after)
         after_fit.append(result.record.fit_error_after)
         kept.append(not result.record.fell_back)
     found = spectrum(c.weight, c.groups, c.transposed)
