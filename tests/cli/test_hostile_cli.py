@@ -187,9 +187,13 @@ def test_stop_signals_leave_nothing_behind(tmp_path, signum):
         if proc.poll() is None:
             proc.kill()
     left = sorted(p.name for p in out.iterdir())
+    assert not [n for n in left if n.startswith(".sepconv")], (left, stderr)
+    if proc.returncode == 0:  # a starved test process signalled after convert had finished: nothing to see
+        assert left == ["m.onnx", "m.onnx.manifest.json"], (left, stderr)
+        return
     assert proc.returncode == 128 + signum, (stderr, left)
     assert stderr.strip().splitlines()[-1] == f"sepconv: terminated ({signal.Signals(signum).name})", stderr
-    assert left == [], stderr
+    assert left in ([], ["m.onnx", "m.onnx.manifest.json"]), (left, stderr)  # never a partial model
 
 
 # ---- an install without torch --------------------------------------------------------------------------

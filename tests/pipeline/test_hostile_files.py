@@ -195,3 +195,11 @@ def test_config_entry_points_need_trust_code(tmp_path, monkeypatch, pattern):
     (target,) = cfg.resolve_targets(config, [], cfg.Settings(), trust_code=True)
     assert target.path == pattern
     assert not marker.exists()  # resolving never imports: only loading the model would
+
+
+def test_an_entry_point_file_that_is_a_fifo_is_refused(tmp_path):
+    from sepconv_cli.backends.torch.entrypoint import resolve
+
+    os.mkfifo(tmp_path / "nets.py")
+    with pytest.raises(InputError, match="is a FIFO"):
+        resolve(f"{tmp_path / 'nets.py'}:build")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sepconv_cli.errors import InputError
+from sepconv_cli.files import require_regular
 
 
 def parse_kwargs(text: str, source: str) -> dict[str, Any]:
@@ -33,8 +34,9 @@ def parse_kwargs(text: str, source: str) -> dict[str, Any]:
 
 
 def _import_file(path: str, source: str) -> Any:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise InputError(f"{source}: no such file {path!r}")
+    require_regular(path, "Python file")  # a FIFO would block the import forever
     name = "sepconv_entry_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
