@@ -10,14 +10,13 @@ fit counts at a grid of sizes). The model is never run when static shapes suffic
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import onnx
 
-from sepconv_cli.backends.onnx import shape_probe
 from sepconv_cli.backends.onnx.dims import Dims, pinned_copy
 from sepconv_cli.backends.onnx.graph import Inferred, infer
 from sepconv_cli.backends.onnx.layers import GraphFacts, build_layers, cost_rows
-from sepconv_cli.backends.onnx.shape_probe import ProbeLimits
 from sepconv_cli.core.records import Layer, Shape, is_static
 from sepconv_cli.errors import SepconvError
 
@@ -33,7 +32,7 @@ class Counted:
 
     layers: tuple[Layer, ...]
     shapes: dict[str, Shape | None]
-    source: str = ""  # "" or shape_probe.SOURCE
+    source: str = ""  # "" or shape_probe.SOURCE (imported only when a probe runs)
     problem: str = ""  # why the probe did not run, when it was needed
 
 
@@ -44,7 +43,7 @@ class Counter:
     graph: onnx.GraphProto
     order: list[int]
     facts: GraphFacts
-    limits: ProbeLimits = ProbeLimits()
+    limits: Any = None  # shape_probe.ProbeLimits; None: the command's (shape_probe.current_limits)
 
     def rows(self, shapes: dict[str, Shape | None]) -> tuple[Layer, ...]:
         """Report rows for the shape table ``shapes``."""
@@ -63,7 +62,7 @@ class Counter:
         if found.error:
             return Counted(layers, inferred.shapes, problem=found.error)
         shapes = merge(sk, inferred.shapes, found.shapes[0])
-        return Counted(self.rows(shapes), shapes, shape_probe.SOURCE)
+        return Counted(self.rows(shapes), shapes, found.source)
 
     def at_points(self, sk: onnx.ModelProto, dims: Dims, points: list[dict[str, int]]) -> list[Counted | None]:
         """Rows at each of ``points`` (``{symbol: size}``) of the symbolic skeleton ``sk``; None where the
@@ -83,7 +82,7 @@ class Counter:
                 out[index] = Counted(layers, inferred.shapes, problem=found.error)
             else:
                 shapes = merge(pinned, inferred.shapes, found.shapes[slot])
-                out[index] = Counted(self.costs(shapes), shapes, shape_probe.SOURCE)
+                out[index] = Counted(self.costs(shapes), shapes, found.source)
         return out
 
     def _static(self, sk: onnx.ModelProto) -> tuple[onnx.ModelProto, Inferred, tuple[Layer, ...]] | None:
@@ -93,12 +92,15 @@ class Counter:
         except SepconvError:
             return None
 
-    def _probe(self, sk: onnx.ModelProto, feeds: list[dict], inferred: list[Inferred]) -> shape_probe.Probe:
+    def _probe(self, sk: onnx.ModelProto, feeds: list[dict], inferred: list[Inferred]):
+        from sepconv_cli.backends.onnx import shape_probe  # only graphs static inference cannot resolve
+
+
         """One run per feed set; the memory bound is the largest prediction among them."""
         dtypes = inferred[0].dtypes
         outputs = {o: dtypes[o] for n in sk.graph.node for o in n.output if o and dtypes.get(o)}
         predicted = max(shape_probe.predicted_bytes(sk, i.shapes, i.dtypes) for i in inferred)
-        return shape_probe.probe(sk, feeds, outputs, self.limits, predicted)
+        return shape_probe.probe(sk, feeds, outputs, self.limits or shape_probe.current_limits(), predicted)
 
 
 def _feed(sk: onnx.ModelProto, shapes: dict[str, Shape | None]) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -114,7 +116,9 @@ def _feed(sk: onnx.ModelProto, shapes: dict[str, Shape | None]) -> dict[str, tup
 def merge(sk: onnx.ModelProto, static: dict[str, Shape | None], probed: dict[str, Shape]) -> dict[str, Shape | None]:
     """Static shapes, with the probe's filling the ones that are not static, except downstream of an op
     whose output shape depends on the data (zeros say nothing there)."""
-    skip = shape_probe.tainted(sk.graph)
+    from sepconv_cli.backends.onnx.shape_probe import tainted
+
+    skip = tainted(sk.graph)
     shapes = dict(static)
     for name, shape in probed.items():
         if name not in skip and not is_static(shapes.get(name)):

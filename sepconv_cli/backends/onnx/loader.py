@@ -32,7 +32,6 @@ from sepconv_cli.backends.onnx.layers import (
     layer_names,
     uncounted,
 )
-from sepconv_cli.backends.onnx.symbolic import fit_macs
 from sepconv_cli.backends.onnx.totals import WeightTotals, totals
 from sepconv_cli.backends.onnx.weights import WeightCatalogue, dtype_name
 from sepconv_cli.core.records import Layer, ModelInfo, Report, Shape, SymbolicMacs, TensorInfo
@@ -135,6 +134,8 @@ def _count(counter: Counter, sk: onnx.ModelProto, dims: Dims, inferred: Inferred
         problem = (f"static inference left them unknown and the onnxruntime probe did not run ({counted.problem})"
                    if counted.problem else "")
         return _Counted(counted.layers, None, counted.source, problem)
+    from sepconv_cli.backends.onnx.symbolic import fit_macs  # only models with symbolic dims need the fit
+
     layers = counter.rows(inferred.shapes)
     fitted = fit_macs(counter, sk, dims, layers)
     return _Counted(fitted.layers, fitted.macs, fitted.source, fitted.problem)

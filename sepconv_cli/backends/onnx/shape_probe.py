@@ -8,17 +8,14 @@ every node output added as a graph output, at one or more pinned input sizes.
 Bounded (the graph is untrusted): the memory it needs is predicted from the inferred shapes (every value
 is kept, since every value is an output) and the probe is refused above ``ProbeLimits.memory``; it runs in
 a child process under a wall-clock timeout and, where the OS has it, ``RLIMIT_AS``; onnxruntime's logs are
-silenced. The child (``probe_run``) imports onnxruntime and numpy only, never torch. Values downstream of an op whose output
+silenced. The bounds are the command's (``--max-memory``, ``--run-timeout``: ``current_limits``). The child (``probe_run``) imports onnxruntime and numpy only, never torch. Values downstream of an op whose output
 shape depends on the data (NonZero, Unique, ...) are not taken from the probe: zeros say nothing there.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from math import prod
 
@@ -43,13 +40,31 @@ class ProbeLimits:
     address_space: int = 8 * 2**30
 
 
+PROBE_SECONDS = 120.0
+"""Longest a probe may run, whatever ``--run-timeout`` allows: it runs on zeros, once."""
+
+RUNTIME_OVERHEAD = 2 * 2**30
+"""Address space the child needs besides the tensors (interpreter, numpy, onnxruntime, thread stacks)."""
+
+
+def current_limits() -> ProbeLimits:
+    """The bounds a probe runs under now: the command's run limits (``--max-memory``, ``--run-timeout``,
+    ``backends.limits``), the time capped at ``PROBE_SECONDS``."""
+    from sepconv_cli.backends.limits import active
+
+    run = active()
+    return ProbeLimits(memory=run.memory, seconds=min(run.seconds, PROBE_SECONDS),
+                       address_space=run.memory + RUNTIME_OVERHEAD)
+
+
 @dataclass(frozen=True)
 class Probe:
     """What the probe found: per point, ``name -> shape`` of every value it could read, or the one-line
-    reason it did not run (``error``)."""
+    reason it did not run (``error``); ``source`` says where shapes came from (``SOURCE`` when it ran)."""
 
     shapes: tuple[dict[str, Shape], ...] = ()
     error: str = ""
+    source: str = ""
 
 
 def tainted(graph: onnx.GraphProto) -> set[str]:
@@ -78,6 +93,9 @@ def probe(sk: onnx.ModelProto, feeds: list[dict[str, tuple[tuple[int, ...], int]
     the shapes of ``outputs`` (name -> elem type); refused when ``predicted`` bytes exceed the limit."""
     if predicted > limits.memory:
         return Probe(error=f"it would hold about {predicted / 2**30:.1f} GiB (limit {limits.memory / 2**30:.1f} GiB)")
+    import json
+    import tempfile  # here, not at the top: analysing a model that needs no probe never pays for these
+
     model = onnx.ModelProto()
     model.CopyFrom(sk)
     del model.graph.output[:]
@@ -103,6 +121,9 @@ def _limit_memory(address_space: int):
 
 
 def _run_child(folder: str, limits: ProbeLimits) -> Probe:
+    import json
+    import subprocess
+
     command = [sys.executable, "-m", "sepconv_cli.backends.onnx.probe_run", folder]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ORT_LOGGING_LEVEL": "3"}
     try:
@@ -114,4 +135,4 @@ def _run_child(folder: str, limits: ProbeLimits) -> Probe:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         return Probe(error=lines[-1][:200] if lines else f"the run ended with status {done.returncode}")
     found = json.loads(done.stdout)
-    return Probe(shapes=tuple({k: tuple(v) for k, v in point.items()} for point in found))
+    return Probe(shapes=tuple({k: tuple(v) for k, v in point.items()} for point in found), source=SOURCE)

@@ -15,7 +15,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_builders import analyse, conv_model, model, save, vinfo, weight
 
-from sepconv_cli.backends.onnx import shape_probe
 from sepconv_cli.backends.onnx.shape_probe import SOURCE, ProbeLimits, predicted_bytes, probe, tainted
 
 
@@ -59,7 +58,7 @@ def test_static_shapes_never_run_the_model(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was run although static shapes sufficed")
 
-    monkeypatch.setattr(shape_probe.subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "run", refuse)
     report = analyse(conv_model(("N", 3, 8, 8), (4, 3, 3, 3), pads=[1, 1, 1, 1]), tmp_path).report
     assert report.model.shape_source == "" and report.macs == 4 * 64 * 27
 
@@ -148,3 +147,15 @@ def test_the_probe_child_imports_neither_torch_nor_onnx(tmp_path):
 def test_default_limits_are_bounded(limit):
     defaults = ProbeLimits()
     assert 0 < defaults.seconds <= 600 and 0 < limit <= defaults.address_space
+
+
+def test_the_command_run_limits_bound_the_probe(tmp_path):
+    """``--max-memory`` (``backends.limits``) applies to the probe: refused, the conv stays unknown and the
+    warning says why in one line."""
+    from sepconv_cli.backends.limits import RunLimits, bounded
+
+    with bounded(RunLimits(memory=1024, seconds=30)):
+        report = analyse(runtime_pads_model(), tmp_path).report
+    assert [r.name for r in report.unknown_rows] == ["/conv/Conv"] and report.model.shape_source == ""
+    warning = next(w for w in report.warnings if "/conv/Conv" in w)
+    assert "onnxruntime probe did not run (it would hold about" in warning and "limit 0.0 GiB" in warning
