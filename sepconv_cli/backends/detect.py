@@ -46,7 +46,7 @@ def _zip_kind(path: str) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, NotImplementedError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: corrupt zip archive ({exc})") from None
     if any(n.endswith("serialized_exported_program.json") or "/models/" in n and n.endswith(".json")
            for n in names) or any(n.endswith("archive_format") for n in names) and any(

@@ -221,7 +221,8 @@ def _refuse_unsafe_archive(source: str) -> None:
     if finding is None:
         return
     if not finding.needs_trust:
-        raise InputError(f"{source}: archive member {finding.member} {finding.reason}")
+        where = "" if finding.member == source else f" member {finding.member}"
+        raise InputError(f"{source}: archive{where} {finding.reason}")
     raise InputError(f"{source}: archive member {finding.member} {finding.reason}; loading it could run "
                      f"code: {_TRUST_ADVICE}")
 

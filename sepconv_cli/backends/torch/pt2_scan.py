@@ -215,7 +215,16 @@ def _legacy_findings(path: str) -> list[Finding]:
 
 
 def scan_pt2(path: str) -> Finding | None:
-    """The first reason loading the archive at ``path`` could run code (None: it only rebuilds tensors)."""
+    """The first reason loading the archive at ``path`` could run code (None: it only rebuilds tensors).
+    An archive this inspection cannot read is a finding too (``needs_trust`` False): never loaded unread."""
+    try:
+        return _scan(path)
+    except (RuntimeError, UnicodeDecodeError, OSError, ValueError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Finding(path, f"cannot be read as a PyTorch archive ({reason})", needs_trust=False)
+
+
+def _scan(path: str) -> Finding | None:
     found: list[Finding] = []
     try:
         archive = _Archive(path)
