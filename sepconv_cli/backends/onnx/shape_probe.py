@@ -8,7 +8,8 @@ every node output added as a graph output, at one or more pinned input sizes.
 Bounded (the graph is untrusted): the memory it needs is predicted from the inferred shapes (every value
 is kept, since every value is an output) and the probe is refused above ``ProbeLimits.memory``; it runs in
 a child process under a wall-clock timeout and, where the OS has it, ``RLIMIT_AS``; onnxruntime's logs are
-silenced. The bounds are the command's (``--max-memory``, ``--run-timeout``: ``current_limits``). The child (``probe_run``) imports onnxruntime and numpy only, never torch. Values downstream of an op whose output
+silenced. The bounds are the command's (``--max-memory``, ``--run-timeout``: ``current_limits``). The
+child (``probe_run``) imports onnxruntime and numpy only, never torch. Values downstream of an op whose output
 shape depends on the data (NonZero, Unique, ...) are not taken from the probe: zeros say nothing there.
 """
 
