@@ -289,7 +289,7 @@ def _reanalyse(staged: str, output: str, options: LoadOptions, notes: list[str])
     state_dict output, which cannot be read back without the converted architecture)."""
     if output.endswith(_NOT_REANALYSABLE):
         notes.append(f"{output} is a state_dict of the converted structure, not re-analysed: rebuild it from the "
-                     f"original architecture with the manifest (rewriters.torch_modules.apply_manifest), "
+                     f"original architecture with the manifest (sepconv_cli.load_converted), "
                      f"then load_state_dict")
         return None
     fmt = detect_format(staged, options)
