@@ -99,11 +99,12 @@ def load_onnx(source: str, options: LoadOptions) -> LoadedModel:
     counter = Counter(graph, order, facts)
     counted = _count(counter, sk, dims, inferred)
     layers = counted.layers
+    external = external_data_size(source, model)
     info = ModelInfo(
-        path=source, format=FORMAT, file_size=file_size(source) + external_data_size(source, model),
+        path=source, format=FORMAT, file_size=file_size(source) + external,
         inputs=tuple(_tensor_info(n, inferred.shapes, inferred.dtypes) for n in input_names),
         outputs=tuple(_tensor_info(o.name, inferred.shapes, inferred.dtypes) for o in graph.output),
-        assumed_dims=assumed, external_data_size=external_data_size(source, model), shape_source=counted.source,
+        assumed_dims=assumed, external_data_size=external, shape_source=counted.source,
     )
     report = Report(
         model=info, layers=layers, params=weights.params, buffers=weights.buffers,
