@@ -10,6 +10,7 @@ import typer
 from sepconv_cli.backends.registry import LoadOptions
 from sepconv_cli.cli.common import handle_errors, parse_input_shapes, terminal_width
 from sepconv_cli.cli.convert_report import report_format, write_report
+from sepconv_cli.cli.run_limits import MAX_MEMORY_OPTION, RUN_TIMEOUT_OPTION, bounded_runs, run_limits
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline.convert import ConvertRequest, Events
 from sepconv_cli.pipeline.convert import convert as run_pipeline
@@ -261,6 +262,8 @@ def convert(
     sweep: bool = typer.Option(False, "--sweep", help="Measure the frontier (error vs cost); write nothing."),
     sweep_points: int = typer.Option(6, "--sweep-points", help="Frontier plans --sweep builds and measures."),
     sweep_metric: Metric = typer.Option(Metric.LATENCY, "--sweep-metric", help="Cost the sweep trades off."),
+    max_memory: str = MAX_MEMORY_OPTION,
+    run_timeout: float = RUN_TIMEOUT_OPTION,
 ) -> None:
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {tolerance:g}")
@@ -290,11 +293,14 @@ def convert(
                              after_rewrite=hook, goal=goal, threads=threads,
                              eval_path=eval_path)
     report_format(report)  # a bad suffix fails before any work
+    limits = run_limits(max_memory, run_timeout)
     if sweep:
-        _sweep(request, sweep_points, sweep_metric, fmt, goal, report)
+        with bounded_runs(limits, model):
+            _sweep(request, sweep_points, sweep_metric, fmt, goal, report)
         return
     try:
-        result = run_pipeline(request, events=progress)
+        with bounded_runs(limits, model):
+            result = run_pipeline(request, events=progress)
     finally:
         progress.close()
     text, to_stderr = RENDERERS[fmt](result)

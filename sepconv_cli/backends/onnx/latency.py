@@ -14,7 +14,6 @@ every variant side by side) whenever one of the asked variants is not cached.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from sepconv_cli.backends.onnx.files import session_source
 from sepconv_cli.backends.onnx.latency_cache import LatencyCache, machine_key
 from sepconv_cli.backends.onnx.latency_models import ORIGINAL, is_variant, variant_models, wanted_variants
+from sepconv_cli.backends.onnx.session import SessionSettings, make_session
 from sepconv_cli.core.latency import Form, LayerProbe, LayerTiming
 from sepconv_cli.errors import InputError
 
@@ -46,16 +45,8 @@ class Schedule:
 
 def session(model: Any, threads: int = 1) -> Any:
     """An onnxruntime CPU session for ``model`` (ModelProto, serialised bytes or path), quiet and sequential."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    with tempfile.TemporaryDirectory(prefix="sepconv-latency-") as tmp:
-        source = model if isinstance(model, bytes) else session_source(model, tmp)
-        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    # Graphs sepconv built (one conv and its forms): quiet, not bounded (a watchdog would be timed too).
+    return make_session(model, SessionSettings(threads=threads, sequential=True))
 
 
 def interleaved(calls: Mapping[str, Callable[[], object]], schedule: Schedule = Schedule(),

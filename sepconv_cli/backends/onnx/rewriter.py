@@ -11,7 +11,6 @@ factored in float64 (``decompose``) and cast back to the stored weight dtype.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,13 +19,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sepconv_cli.backends.base import Converted, ConvertOptions, LoadedModel, Runner
+from sepconv_cli.backends.limits import RunLimits, RunRefused
+from sepconv_cli.backends.limits import active as active_limits
 from sepconv_cli.backends.onnx import edit as g
-from sepconv_cli.backends.onnx.files import (
-    is_valid,
-    session_source,
-    too_big,
-    validate_path,
-)
+from sepconv_cli.backends.onnx.files import is_valid, too_big, validate_path
+from sepconv_cli.backends.onnx.session import SessionSettings, make_session
 from sepconv_cli.core import decompose
 from sepconv_cli.core.records import ConvSpec, Plan, PlannedLayer
 from sepconv_cli.core.weights import ConvWeights
@@ -94,7 +91,13 @@ def _realised(planned: PlannedLayer, w64: np.ndarray, factors: decompose.Factors
 
 
 def _tensor(array: np.ndarray, name: str, dtype: np.dtype) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.ascontiguousarray(array.astype(dtype)), name)
+    """``array`` cast to the model's ``dtype`` as an initializer; RewriteError when a value overflows it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = np.ascontiguousarray(array.astype(dtype))
+    if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+        raise RewriteError(f"{name}: the separable factors overflow {np.dtype(dtype).name} (weights near its largest "
+                           "value); this layer cannot be converted")
+    return numpy_helper.from_array(cast, name)
 
 
 def _bn_node(graph: onnx.GraphProto, bn_name: str, conv_out: str) -> int:
@@ -233,30 +236,27 @@ class OnnxBackend:
         """The written file (what users will load, external data included)."""
         return path
 
-    def runner(self, model: Any, threads: int | None = None) -> Runner:
+    def runner(self, model: Any, threads: int | None = None, limits: RunLimits | None = None) -> Runner:
         """A reusable callable running ``model`` (ModelProto or path) in onnxruntime on the CPU
-        (``threads``: intra-op threads; None = the cores this process may use)."""
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        (``threads``: intra-op threads; None = the cores this process may use), bounded by ``limits``
+        (None: the command's, ``limits.active()``): the graph is untrusted."""
         # onnxruntime sizes its pool by the host's cores, not this process's CPU set; oversubscribed
         # spinning threads distort both verification time and latency figures.
-        opts.intra_op_num_threads = threads or usable_cores()
+        settings = SessionSettings(threads=threads or usable_cores())
         label = model if isinstance(model, (str, os.PathLike)) else "the converted model"
-        with tempfile.TemporaryDirectory(prefix="sepconv-run-") as tmp:
-            source = session_source(model, tmp)
-            try:
-                session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-                raise RewriteError(f"{label}: onnxruntime cannot load it ({_first_line(exc)}); "
-                                   "--no-verify skips running it") from None
+        try:
+            session = make_session(model, settings, limits or active_limits())
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise RewriteError(f"{label}: onnxruntime cannot load it ({_first_line(exc)}); "
+                               "--no-verify skips running it") from None
         feeds = {i.name for i in session.get_inputs()}
         names = [o.name for o in session.get_outputs()]
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             try:
                 values = session.run(names, {k: v for k, v in inputs.items() if k in feeds})
+            except RunRefused:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise RewriteError(f"{label}: onnxruntime failed to run it: {_first_line(exc)}") from None
             return dict(zip(names, values))

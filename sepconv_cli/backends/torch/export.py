@@ -158,7 +158,9 @@ def save_onnx(native: Any, path: str, input_shapes: Mapping[str, Any] | None = N
     onnx.checker.check_model(path, full_check=True)
     # Strict shape inference needs the graph only, not the weight bytes.
     onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False), check_type=True, strict_mode=True)
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4  # fatal only: its C++ error lines would reach stderr (as the onnx backend's)
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     got = session.run(None, inputs)
     actual = dict(zip([o.name for o in session.get_outputs()], got))
     _check_close(expected, actual, f"{path}: onnxruntime", ONNX_TOLERANCE)
