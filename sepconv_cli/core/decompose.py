@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sepconv_cli.core.records import ConvSpec
-from sepconv_cli.core.weights import ConvWeights
-from sepconv_cli.errors import ShapeError
+from sepconv_cli.core.weights import BatchNormParams, ConvWeights
+from sepconv_cli.errors import InputError, ShapeError
 
 # Floating-point slack when comparing a cumulative energy with a target (targets such as 1.0 are reached
 # only up to rounding of the cumulative sum).
@@ -32,6 +32,14 @@ _ENERGY_SLACK = 1e-12
 # largest (condition number above 100, or rank-deficient) is refined by an exact SVD; every value then
 # keeps a relative error far below 1e-9, far below anything reported.
 _GRAM_FLOOR = 1e-4
+
+
+NON_FINITE = "weight holds NaN/Inf"
+"""Why a kernel with non-finite values is never decomposed (an SVD of one does not converge, or hangs)."""
+
+
+class NonFiniteWeights(InputError):
+    """A kernel holds NaN or Inf values: no SVD is attempted (LAPACK would fail, loop, or print to stdout)."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,19 @@ def _geometry(shape: tuple[int, ...], groups: int, transposed: bool) -> _Geometr
     return _Geometry(cin=per_group * groups, cout=lead, groups=groups, kernel=kernel)
 
 
+def _float64(array: np.ndarray) -> np.ndarray:
+    """``array`` as float64; ShapeError when it holds no numbers (a string-typed weight)."""
+    if np.asarray(array).dtype.kind not in "fiub":
+        raise ShapeError(f"conv kernel of type {np.asarray(array).dtype} is not numeric")
+    return np.asarray(array, dtype=np.float64)
+
+
 def channel_slices(weight: np.ndarray, groups: int, transposed: bool = False) -> np.ndarray:
     """The stacked per-input-channel slices ``M_i`` as a float64 ``(Cin, Cout_g, K)`` array."""
     geo = _geometry(weight.shape, groups, transposed)
-    w = np.asarray(weight, dtype=np.float64)
+    w = _float64(weight)
+    if not np.isfinite(w).all():
+        raise NonFiniteWeights(NON_FINITE)
     if transposed:
         return w.reshape(geo.cin, geo.cout_g, geo.k)
     # (g, Cout_g, Cin_g, K) -> (g, Cin_g, Cout_g, K): input channel i = gi*Cin_g + li.
@@ -98,21 +115,26 @@ def fold_batchnorm(w: ConvWeights, groups: int, transposed: bool = False) -> tup
     ``gamma / sqrt(var + eps)`` multiplies output channel ``o``: axis 0 of a Conv kernel, and for a
     ConvTranspose the entries ``W[i, j]`` of every input channel ``i`` in group ``gi`` with ``o = gi*Cout_g + j``.
     """
-    weight = np.array(w.weight, dtype=np.float64)
-    bias = None if w.bias is None else np.array(w.bias, dtype=np.float64)
+    weight = np.array(_float64(w.weight))
+    bias = None if w.bias is None else np.array(_float64(w.bias))
     if w.bn is None:
         return weight, bias
-    geo = _geometry(weight.shape, groups, transposed)
-    bn = w.bn
+    with np.errstate(all="ignore"):  # a negative variance or zero scale gives NaN/Inf: channel_slices refuses it
+        return _fold(weight, bias, w.bn, _geometry(weight.shape, groups, transposed), transposed)
+
+
+def _fold(weight: np.ndarray, bias: np.ndarray | None, bn: BatchNormParams, geo: _Geometry,
+          transposed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``fold_batchnorm`` once a BN is present (float64 weight and bias in, folded pair out)."""
     if np.asarray(bn.gamma).shape != (geo.cout,):
         raise ShapeError(f"BatchNorm {bn.name!r} has {np.asarray(bn.gamma).size} channels, the conv has {geo.cout}")
-    scale = np.asarray(bn.gamma, np.float64) / np.sqrt(np.asarray(bn.var, np.float64) + float(bn.eps))
+    scale = _float64(bn.gamma) / np.sqrt(_float64(bn.var) + float(bn.eps))
     if transposed:
         per_group = weight.reshape(geo.groups, geo.cin_g, geo.cout_g, geo.k)
         weight = (per_group * scale.reshape(geo.groups, 1, geo.cout_g, 1)).reshape(weight.shape)
     else:
         weight = weight * scale.reshape((geo.cout,) + (1,) * (weight.ndim - 1))
-    shift = np.asarray(bn.beta, np.float64) - np.asarray(bn.mean, np.float64) * scale
+    shift = _float64(bn.beta) - _float64(bn.mean) * scale
     folded_bias = shift if bias is None else bias * scale + shift
     return weight, folded_bias
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from sepconv_cli.core import costs
-from sepconv_cli.core.decompose import Spectrum, fold_batchnorm, spectrum
+from sepconv_cli.core.decompose import NonFiniteWeights, Spectrum, fold_batchnorm, spectrum
 from sepconv_cli.core.records import (
     Candidate,
     ConvSpec,
@@ -29,7 +29,7 @@ from sepconv_cli.core.records import (
 )
 from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.cpu import usable_cores
-from sepconv_cli.errors import UsageError
+from sepconv_cli.errors import ShapeError, UsageError
 from sepconv_cli.planner.options import CandidateOptions, Init, PlanOptions, RankBy
 from sepconv_cli.planner.rules import DEFAULT_ENERGY, RankRefused, RankRule, choose_rank, rank_rule
 from sepconv_cli.planner.select import keep_top, selected_rows
@@ -149,7 +149,10 @@ def _assess(layer: Layer, handle: ModelHandle | None, options: CandidateOptions)
     structural = _structural_reason(spec)
     if structural is not None:
         return _Assessment(layer, None, Excluded(layer.name, structural), None, False)
-    found = _layer_spectrum(layer, handle, options.fold_bn)
+    try:
+        found = _layer_spectrum(layer, handle, options.fold_bn)
+    except (NonFiniteWeights, ShapeError) as refused:  # checked before any SVD: never decomposed
+        return _Assessment(layer, None, Excluded(layer.name, str(refused)), None, False)
     t_star = costs.break_even_rank(spec)
     if t_star <= 1.0:
         excluded = Excluded(layer.name, f"T=1 not below break-even T*={t_star:.3g}")

@@ -13,6 +13,7 @@ from onnx import external_data_helper, helper
 
 from sepconv_cli.backends.onnx.layers import layer_names
 from sepconv_cli.backends.onnx.subgraphs import used_names, walk_nodes
+from sepconv_cli.errors import InputError
 
 # Attributes a depthwise replacement inherits unchanged from the conv it replaces.
 INHERITED_ATTRS = ("strides", "pads", "dilations", "auto_pad", "output_padding", "output_shape")
@@ -64,8 +65,13 @@ def has_external_data(model: onnx.ModelProto) -> bool:
 
 def load_missing_external_data(model: onnx.ModelProto, model_path: str) -> None:
     """Read the external bytes of ``model`` (saved at ``model_path``) into memory, in place."""
-    if has_external_data(model):
+    if not has_external_data(model):
+        return
+    try:
         external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(model_path)))
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # outside the folder, missing, short
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{model_path}: external data cannot be read ({reason})") from None
 
 
 def tensor_names(graph: onnx.GraphProto) -> set[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import onnx
 from google.protobuf.message import DecodeError
 
+from sepconv_cli.backends.onnx.sanity import check_model
 from sepconv_cli.core.records import Dim, Shape
 from sepconv_cli.errors import InputError, ShapeError, UsageError
 
@@ -47,6 +48,7 @@ def read_model(source: str) -> onnx.ModelProto:
         raise InputError(f"{source}: ONNX graph has no nodes (truncated file?)")
     if not model.opset_import:
         raise InputError(f"{source}: ONNX model declares no opset (truncated file?)")
+    check_model(source, model)
     return model
 
 
@@ -228,6 +230,15 @@ def check_dims(source: str, name: str, shape: Shape | None) -> None:
                              "corrupt file or wrong --input-shape?)")
 
 
+def _lenient(source: str, sk: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape inference that leaves what it cannot type untyped; ShapeError when even that fails."""
+    try:
+        return onnx.shape_inference.infer_shapes(sk, strict_mode=False, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError, RuntimeError,
+            MemoryError) as exc:
+        raise ShapeError(f"{source}: shape inference failed: {_first_line(exc)}") from None
+
+
 def infer(source: str, sk: onnx.ModelProto, check: bool = True) -> Inferred:
     """Run strict shape inference (with data propagation) on the skeleton; fall back to lenient inference
     with a warning when strictness fails only because some values have no type (unknown ops); a real
@@ -247,7 +258,11 @@ def infer(source: str, sk: onnx.ModelProto, check: bool = True) -> Inferred:
             raise ShapeError(f"{source}: impossible shapes at node {p['node']!r} ({p['op']}): "
                              f"{p['msg'].strip()}") from None
         warnings.append(f"shape inference incomplete: {_first_line(exc)}")
-        result = onnx.shape_inference.infer_shapes(sk, strict_mode=False, data_prop=True)
+        result = _lenient(source, sk)
+    except onnx.checker.ValidationError as exc:  # e.g. a recursive local function
+        raise ShapeError(f"{source}: shape inference refused the model: {_first_line(exc)}") from None
+    except (ValueError, RuntimeError, MemoryError) as exc:  # onnx's C++ failing on a malformed graph
+        raise ShapeError(f"{source}: shape inference failed: {_first_line(exc)}") from None
     shapes: dict[str, Shape | None] = {}
     dtypes: dict[str, int] = {}
     g = result.graph

@@ -219,7 +219,8 @@ def scan_pt2(path: str) -> Finding | None:
     An archive this inspection cannot read is a finding too (``needs_trust`` False): never loaded unread."""
     try:
         return _scan(path)
-    except (RuntimeError, UnicodeDecodeError, OSError, ValueError, EOFError) as exc:
+    except (RuntimeError, UnicodeDecodeError, OSError, ValueError, EOFError, IndexError, KeyError,
+            OverflowError) as exc:  # IndexError: torch's reader on a torn record ("stoull")
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Finding(path, f"cannot be read as a PyTorch archive ({reason})", needs_trust=False)
 
