@@ -14,7 +14,12 @@ models ``benchmarks/models/build.py`` writes; without ``--calib``, seeded random
 candidate at every rank below break-even), e.g. on the ResNet-50-shaped model with 64 inputs at 224x224
 (target for a whole sweep: <= 10 minutes on 2 cores).
 
-Run: ``python benchmarks/calibrate.py [--samples 256] [--rank 4] [--onnx M [--calib C]] [--curves]``.
+``--refine`` compares the sequential refit with and without its refinements (depthwise refit by
+alternating least squares, post-ReLU fit): held-back end-to-end error and, with ``--eval E`` (an npz
+with ``labels`` or ``targets``, as ``benchmarks/models/build.py`` writes), accuracy or PSNR.
+
+Run: ``python benchmarks/calibrate.py [--samples 256] [--rank 4] [--onnx M [--calib C] [--eval E]]
+[--curves | --refine]``.
 """
 
 from __future__ import annotations
@@ -95,6 +100,39 @@ def _curves(loaded, inputs, options: CalibOptions) -> None:
                                          zip(curve.ranks, curve.error_svd, curve.error_refit)))
 
 
+REFINEMENTS = (("pointwise refit only", dict(refit_depthwise=False, fit_relu=False)),
+               ("+ depthwise refit (default)", dict(refit_depthwise=True, fit_relu=False)),
+               ("+ post-ReLU fit", dict(refit_depthwise=False, fit_relu=True)),
+               ("+ both", dict(refit_depthwise=True, fit_relu=True)))
+
+
+def _quality(model: onnx.ModelProto, evaluation: str | None, folder: str) -> str:
+    """Accuracy or PSNR of ``model`` on the ``--eval`` data ("" without it)."""
+    if not evaluation:
+        return ""
+    spec = importlib.util.spec_from_file_location("harness", os.path.join(HERE, "models", "harness.py"))
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    path = os.path.join(folder, "model.onnx")
+    onnx.save(model, path)
+    found = harness.evaluate(path, evaluation)
+    return f", accuracy {100 * found['accuracy']:.2f}%" if "accuracy" in found else f", PSNR {found['psnr_db']:.2f} dB"
+
+
+def _refine(loaded, converted, inputs, options: CalibOptions, evaluation: str | None) -> None:
+    """The calibration with and without each refinement, side by side."""
+    with tempfile.TemporaryDirectory(prefix="sepconv-bench-") as folder:
+        print(f"  original{_quality(loaded.native, evaluation, folder)}; "
+              f"SVD only{_quality(converted.native, evaluation, folder)}")
+        for label, flags in REFINEMENTS:
+            result, wall, cpu, _, _ = _calibrate(loaded, converted, inputs, CalibOptions(**{**options.__dict__, **flags}))
+            layers = result.report.layers
+            used = f"depthwise kept on {sum(r.depthwise_refit for r in layers)}, post-ReLU on {sum(r.relu_fit for r in layers)}"
+            print(f"  {label}: held-back end-to-end rel L2 {result.report.output_error_after:.4f}"
+                  f"{_quality(result.model, evaluation, folder)} ({used} of {len(layers)} layers; "
+                  f"{wall:.1f} s wall, {cpu:.1f} CPU-s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
@@ -103,6 +141,8 @@ def main() -> None:
     parser.add_argument("--onnx")
     parser.add_argument("--calib")
     parser.add_argument("--curves", action="store_true")
+    parser.add_argument("--refine", action="store_true")
+    parser.add_argument("--eval")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sepconv-bench-") as folder:
         path, inputs, what = _case(args, folder)
@@ -113,6 +153,9 @@ def main() -> None:
     print(f"{what}: {len(converted.plan.layers)} layers at rank {args.rank}, {count} inputs, "
           f"batch {args.batch_size}, {usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
     options = CalibOptions(samples=args.samples, batch_size=args.batch_size)
+    if args.refine:
+        _refine(loaded, converted, inputs, options, args.eval)
+        return
     if args.curves:
         _curves(loaded, inputs, options)
         print(f"  peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sepconv_cli.calibration.refine import LayerState, refine
 from sepconv_cli.calibration.solve import (
     CalibOptions,
     NormalEquations,
@@ -24,6 +25,7 @@ from sepconv_cli.calibration.solve import (
     batches,
     choose_rank,
     pack,
+    rank_columns,
     refit,
     split_samples,
     unpack,
@@ -168,7 +170,7 @@ def calibrate_layer(driver: Driver, task: LayerTask, chunks: Chunks,
                     options: CalibOptions) -> tuple[CalibratedLayer, float | None]:
     """Refit one layer in place (through the driver); returns its record and, on a rank search, its energy.
 
-    A layer whose pointwise conv had no bias gets one only when the refit is kept.
+    A layer whose pointwise conv had no bias gets one only when a refit is kept.
     """
     target, weight = options.max_output_error, task.weight
     ranks = _start_search(driver, task, weight) if target is not None and weight is not None else []
@@ -179,11 +181,14 @@ def calibrate_layer(driver: Driver, task: LayerTask, chunks: Chunks,
     if ranks and target is not None:
         result = choose_rank(task.name, stats, init, ranks, target, options.ridge)
         depthwise = nested_depthwise(depthwise, max(ranks), result.record.rank, task.transposed)
+        cols = rank_columns(stats[0].inputs // max(ranks), max(ranks), result.record.rank)
+        stats = (stats[0].select(cols), None if stats[1] is None else stats[1].select(cols))
     else:
         result = refit(task.name, task.rank, stats, init, options.ridge)
     new_weight, new_bias = unpack(result.coefficients, pointwise.ndim - 2)
     driver.install(task.name, depthwise, new_weight, None if result.record.fell_back and bias is None else new_bias)
-    record = result.record
+    state = LayerState(depthwise, result.coefficients, stats[0], stats[1], result.record)
+    record = refine(driver, task.name, chunks, state, options, task.transposed)
     energy = None
     if ranks and weight is not None:
         energy = spectrum(weight, task.groups, task.transposed).energy(record.rank)

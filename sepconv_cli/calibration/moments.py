@@ -71,7 +71,7 @@ def moments(z: np.ndarray, y: np.ndarray, groups: int) -> Moments:
     if z.shape[0] != y.shape[0] or z[0].size // z.shape[1] != y[0].size // y.shape[1]:
         raise ValueError(f"depthwise output {z.shape} and target {y.shape} differ in samples or positions")
     zb, yb = _blocks(z, groups), _blocks(y, groups)
-    if zb.shape[3] < 32:  # few positions per sample: one batched product over all samples
+    if zb.shape[3] < 512:  # few positions per sample: samples side by side, one product per chunk
         zb = zb.transpose(1, 2, 0, 3).reshape(1, groups, zb.shape[2], -1)
         yb = yb.transpose(1, 2, 0, 3).reshape(1, groups, yb.shape[2], -1)
     with single_threaded_blas():

@@ -41,7 +41,11 @@ class CalibOptions:
     gets the smallest rank whose calibrated relative output error on held-back samples is at most this.
     ``progress(layer_name, done, total)`` is called after each layer, ``sample_progress(layer_name,
     samples_done, samples_total)`` as the samples of a layer's pass go by. ``threads``: runtime threads
-    (0 = the usable cores).
+    (0 = the usable cores). After the pointwise refit (``calibration.refine``): ``refit_depthwise`` refits
+    the depthwise factor too (``depthwise_steps`` rounds of alternating least squares, on layers where that
+    costs at most ``depthwise_budget`` times the pointwise refit or little), ``fit_relu`` fits a
+    layer read only by a ReLU to its post-ReLU output (``relu_steps`` passes over the data); each is kept
+    only when it lowers the held-back error.
     """
 
     samples: int = 256
@@ -53,6 +57,11 @@ class CalibOptions:
     threads: int = 0
     seed: int = 0
     sample_progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
+    refit_depthwise: bool = True
+    depthwise_steps: int = 5
+    depthwise_budget: float = 8.0
+    fit_relu: bool = False
+    relu_steps: int = 2
 
 
 def to_rows(activation: np.ndarray) -> np.ndarray:

@@ -441,6 +441,13 @@ class CalibratedLayer:
     (samples x output positions) and ``unknowns`` the solved coefficients per pointwise group.
     ``fell_back`` says why the SVD weights were kept ("" when the refit was accepted); ``note`` explains a
     rank choice (``--max-output-error``).
+
+    Refinements beyond the pointwise refit, each kept only when it lowered the held-back error:
+    ``depthwise_refit`` (the depthwise factor refit too, by alternating least squares; the ``*_after``
+    errors include it) and ``relu_fit`` (fit to the output after the ReLU that alone reads it, which
+    trades pre-ReLU error for post-ReLU error). ``relu_error_before``/``after`` are the held-back
+    relative errors after that ReLU (fit samples when none were held back) before and after that fit;
+    ``refine_note`` says why a refinement was not tried or not kept.
     """
 
     name: str
@@ -453,6 +460,11 @@ class CalibratedLayer:
     unknowns: int = 0
     fell_back: str = ""
     note: str = ""
+    depthwise_refit: bool = False
+    relu_fit: bool = False
+    relu_error_before: float | None = None
+    relu_error_after: float | None = None
+    refine_note: str = ""
 
 
 @dataclass(frozen=True)
