@@ -57,6 +57,9 @@ Example:
     sepconv analyze model.onnx --explain '*layer1*conv1*'   # formulas, operands, params and why
     sepconv analyze mypkg.nets:resnet18 --kwargs '{{"num_classes": 10}}' --device cpu
 
+A dynamic batch is counted per sample (N=1, said in the header; --input-shape overrides); other symbolic
+dims (H, W, a sequence length) get the MACs as an exact formula in them, with the sizes where it holds.
+
 Output is a table on a terminal and JSON otherwise (or from the --output suffix: .json, .csv, .md,
 .html, .txt). --top N keeps the N heaviest rows (by params with --sort params, else by MACs) in any
 order, and the N candidates saving the most MACs; JSON keeps every layer and candidate and puts the

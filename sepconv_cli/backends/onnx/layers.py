@@ -170,7 +170,8 @@ def _credit(node: onnx.NodeProto, facts: GraphFacts, credited: set[str]) -> tupl
         key = facts.catalogue.resolve(name)
         kind = facts.kinds.get(key) if key is not None else None
         elements = 0
-        if kind in (Kind.PARAM, Kind.BUFFER) and key not in credited and not alias:  # an alias's reader gets it
+        if key is not None and kind in (Kind.PARAM, Kind.BUFFER) and key not in credited and not alias:
+            # (an alias's reader gets the credit, not the Identity/Cast making it)
             credited.add(key)
             elements = facts.catalogue.sources[key].elements
             params += elements if kind is Kind.PARAM else 0

@@ -65,8 +65,9 @@ class OnnxHandle:
 
     def _batchnorm(self, name: str) -> BatchNormParams | None:
         node = self._nodes[name]
-        arrays = [self._catalogue.array(n) for n in node.input[1:5]]
-        if len(arrays) != 4 or any(a is None for a in arrays):
+        found = [self._catalogue.array(n) for n in node.input[1:5]]
+        arrays = [a for a in found if a is not None]
+        if len(arrays) != 4:
             return None
         eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
         gamma, beta, mean, var = arrays

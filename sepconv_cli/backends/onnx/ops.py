@@ -204,7 +204,8 @@ def _einsum_terms(view: NodeView) -> tuple[list[tuple[str, ...]], tuple[str, ...
     if len(specs) != len(view.input_shapes):
         raise ShapeError(f"node {view.name!r} (Einsum): equation {equation!r} names {len(specs)} operands, "
                          f"node has {len(view.input_shapes)}")
-    operands, sizes = [], {}
+    operands: list[tuple[str, ...]] = []
+    sizes: dict[str, int] = {}
     for index, spec in enumerate(specs):
         shape = view.static_input(index, f"operand {index}")
         labels = _einsum_labels(spec, len(shape))

@@ -82,7 +82,8 @@ def predicted_bytes(sk: onnx.ModelProto, shapes: dict[str, Shape | None], dtypes
     """Bytes the probe holds at once: every input and every node output (all are outputs), a value of
     unknown shape taken as large as the largest known one."""
     names = [i.name for i in sk.graph.input] + [o for n in sk.graph.node for o in n.output if o]
-    known = [dtype_bytes(dtypes.get(n, 1) or 1, prod(shapes[n])) for n in names if is_static(shapes.get(n))]
+    static = [(n, shapes.get(n)) for n in names]
+    known = [dtype_bytes(dtypes.get(n, 1) or 1, prod(s)) for n, s in static if is_static(s)]  # type: ignore[arg-type]
     largest = max(known, default=0)
     unknown = sum(1 for n in names if not is_static(shapes.get(n)))
     return sum(known) + unknown * largest

@@ -132,7 +132,10 @@ def _at(shapes: tuple, j: int, axis: int) -> int | None:
     return shape[axis] if shape is not None and axis < len(shape) else None
 
 
-def _try(grid: _Grid, lattice: Lattice) -> tuple[list[Polynomial], tuple[Layer, ...], dict[str, int], str] | str:
+_Found = tuple[list[Polynomial | None], tuple[Layer, ...], dict[str, int], str]
+
+
+def _try(grid: _Grid, lattice: Lattice) -> _Found | str:
     """Per-row polynomials verified at two check points off the grid, or why not (a short phrase)."""
     for degree in range(1, MAX_DEGREE + 1):
         fitting = lattice.grid(degree)
