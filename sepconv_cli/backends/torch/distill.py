@@ -42,7 +42,7 @@ class DistillOptions:
     is kept (default: worst relative L2 error over the outputs; pass one that judges residual outputs on
     their residual part). ``progress(step, steps)`` is called every ``PROGRESS_EVERY`` steps and at the end."""
 
-    lr: float = 1e-3
+    lr: float = 3e-4
     batch: int = 32
     holdout: float = 0.25
     seed: int = 0
