@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import TypeVar
@@ -47,6 +48,19 @@ def stop_signals_unwind() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Library warnings (numpy's RuntimeWarnings, onnx's UserWarnings, torch's) never reach stderr: sepconv
+    prints its own lines, one per failure. The filter is process-wide, so worker threads are quiet too;
+    ``SEPCONV_DEBUG`` keeps them."""
+    if os.environ.get("SEPCONV_DEBUG"):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _internal_error(exc: Exception) -> str:
     missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
     if missing and missing.split(".")[0] == "torch":
@@ -62,7 +76,7 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            with stop_signals_unwind():
+            with stop_signals_unwind(), quiet_libraries():
                 return func(*args, **kwargs)
         except typer.Exit:
             raise
@@ -91,7 +105,9 @@ def parse_shape(text: str) -> Shape:
         raise UsageError(f"bad shape {text!r}: expected e.g. 1x3x224x224")
     dims: list = []
     for p in parts:
-        if p.isdigit():
+        if p.isascii() and p.isdigit():  # "²" is a digit to str.isdigit, not to int()
+            if len(p) > 10:  # int() refuses past 4300 digits; no real dim comes near 10
+                raise UsageError(f"bad shape {text!r}: dimension {p} is too large")
             value = int(p)
             if value <= 0:
                 raise UsageError(f"bad shape {text!r}: dims must be positive")

@@ -69,7 +69,7 @@ def load_missing_external_data(model: onnx.ModelProto, model_path: str) -> None:
         return
     try:
         external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(model_path)))
-    except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # outside the folder, missing, short
+    except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:  # outside, missing, short
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{model_path}: external data cannot be read ({reason})") from None
 

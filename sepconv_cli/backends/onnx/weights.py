@@ -164,7 +164,7 @@ def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarr
     """The tensor's values; InputError naming the data file when external data cannot be read."""
     try:
         return numpy_helper.to_array(tensor, base_dir=base_dir)
-    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+    except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:  # RuntimeError: a name too long
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         where = os.path.join(base_dir, location) if location else base_dir
         reason = "no such file" if location and not os.path.isfile(where) else (

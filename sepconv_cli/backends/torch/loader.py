@@ -86,7 +86,8 @@ def _torch_load(source: str, weights_only: bool):
         if weights_only:
             raise _Refused(first_line(exc)) from None
         raise InputError(f"{source}: cannot unpickle: {first_line(exc)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError,
+            OverflowError) as exc:  # IndexError, KeyError...: a torn pickle in the weights-only unpickler
         raise InputError(f"{source}: not a readable torch.save file: {first_line(exc)}") from None
 
 

@@ -50,6 +50,7 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_thirty_nested_loops_are_stopped_by_the_run_timeout(tmp_path):
     result, out = _convert(tmp_path, bounded_loops(30), "--run-timeout", "1")
     line = _one_error_line(result)
@@ -122,6 +123,7 @@ def test_a_bounded_session_checks_each_new_input_shape_once():
         session.run(None, {"x": np.zeros((64, 8, 16, 16), np.float32)})  # 64 x 16 KiB in and 64 x 32 KiB out
 
 
+@pytest.mark.slow
 def test_stop_signal_ends_a_run_at_once_and_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -141,6 +143,7 @@ def test_stop_signal_ends_a_run_at_once_and_leaves_nothing(tmp_path):
     assert os.listdir(out) == []
 
 
+@pytest.mark.slow
 def test_runtime_errors_print_no_onnxruntime_log_lines(tmp_path):
     # A Reshape to an impossible size fails inside onnxruntime: its C++ logger would print in colour.
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1]),

@@ -62,6 +62,7 @@ def _inf(w: np.ndarray) -> None:
     w[3, 2, 1, 1] = np.inf
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("edit", "dtype"), [(_nan, np.float32), (_inf, np.float32), (_inf, np.float16),
                                               (_nan, np.float64)])
 def test_non_finite_weights_are_excluded_and_stdout_stays_json(tmp_path, edit, dtype):
