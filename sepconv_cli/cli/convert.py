@@ -130,7 +130,7 @@ def _calibration_hook(path: str | None, samples: int, max_output_error: float | 
     return CalibrationHook(path, options)
 
 
-def _distilling(hook, steps: int):
+def _distilling(hook, steps: int, threads: int):
     """The calibration step followed by ``steps`` of distillation (UsageError without --calibrate)."""
     if steps < 0:
         raise UsageError(f"--distill-steps must be at least 1, got {steps}")
@@ -138,7 +138,7 @@ def _distilling(hook, steps: int):
         raise UsageError("--distill-steps trains on the unlabeled inputs of --calibrate: give --calibrate")
     from sepconv_cli.pipeline.distill import DistillingHook
 
-    return DistillingHook(hook, steps)
+    return DistillingHook(hook, steps, threads)
 
 
 # Stages the progress bar stays up through (it covers rewriting and calibration, then gives way).
@@ -287,7 +287,7 @@ def convert(
     progress = _Progress(calibrating=calibrate is not None)
     hook = _calibration_hook(calibrate, calib_samples, max_layer_error, seed, progress)
     if distill_steps:
-        hook = _distilling(hook, distill_steps)
+        hook = _distilling(hook, distill_steps, threads)
     request = ConvertRequest(source=model, output=output, load=load, plan=plan, force=force, dry_run=dry_run,
                              verify=verify, inputs_path=inputs, tolerance=tolerance, benchmark=benchmark, seed=seed,
                              after_rewrite=hook, goal=goal, threads=threads,
@@ -311,6 +311,9 @@ def convert(
                    f"{output} holds the closest plan found", err=True)
         raise typer.Exit(1)
     if result.verification is not None and not result.verification.passed:
-        typer.echo(f"sepconv: relative error {result.verification.rel_l2:.3g} exceeds --tolerance "
+        from sepconv_cli.pipeline.verify import headline_error
+
+        error, error_on = headline_error(result.verification)
+        typer.echo(f"sepconv: {error_on} relative error {error:.3g} exceeds --tolerance "
                    f"{tolerance:g}; {output} was written", err=True)
         raise typer.Exit(1)

@@ -21,10 +21,11 @@ DISTILLERS: dict[str, str] = {
     "state_dict": "sepconv_cli.backends.torch.distill:distill",
     "pickle": "sepconv_cli.backends.torch.distill:distill",
     "entrypoint": "sepconv_cli.backends.torch.distill:distill",
+    "onnx": "sepconv_cli.backends.torch.from_onnx:distill_onnx",
 }
 
-REFUSAL = ("--distill-steps trains a PyTorch module: convert the model's source (a state_dict with --arch, or "
-           "package.module:factory) instead of {fmt!r}")
+REFUSAL = ("--distill-steps trains a PyTorch module or a torch rebuild of an ONNX graph: convert the model's "
+           "source (a state_dict with --arch, or package.module:factory) instead of {fmt!r}")
 
 
 def check_distillable(fmt: str) -> None:
@@ -40,6 +41,7 @@ class DistillingHook:
 
     calibration: CalibrationHook
     steps: int
+    threads: int = 1
     distillation: Any = None
     extra_notes: list = field(default_factory=list)
 
@@ -68,9 +70,11 @@ class DistillingHook:
         check_distillable(fmt)
         refit = self.calibration(loaded, converted, backend)
         from sepconv_cli.backends.torch.distill import DistillOptions
+        from sepconv_cli.pipeline.verify import output_error
 
-        options = DistillOptions(holdout=self.calibration.options.holdout, seed=self.calibration.options.seed)
-        self.distillation = resolve(DISTILLERS[fmt])(loaded.native, refit.native, self.calibration.inputs,
+        options = DistillOptions(holdout=self.calibration.options.holdout, seed=self.calibration.options.seed,
+                                 threads=self.threads, error=output_error)
+        self.distillation = resolve(DISTILLERS[fmt])(backend.source(loaded), refit.native, self.calibration.inputs,
                                                      self.steps, options)
         return refit
 
