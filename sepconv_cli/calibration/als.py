@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sepconv_cli.calibration.linalg import spd_solve
 from sepconv_cli.calibration.solve import NormalEquations
 
 # Dense normal matrices of the depthwise problem are (Cin_g*T*K)^2 per group: above this many entries
@@ -100,15 +101,8 @@ def solve_depthwise(patches: NormalEquations, p: np.ndarray, rank: int, kernel: 
     rhs = np.concatenate([np.einsum("gitc,gikc->gitk", w, cross).reshape(g, n), patches.zy[:, dk, :]], axis=1)
     diag = np.einsum("gii->gi", a[:, :n, :n])
     a[:, np.arange(n), np.arange(n)] += (ridge * np.maximum(diag.mean(axis=1), 1e-30))[:, None]
-    theta = np.stack([_solve(a[i], rhs[i]) for i in range(g)])
+    theta = spd_solve(a, rhs)
     return theta[:, :n].reshape(g * cin_g * rank, 1, *kernel)
-
-
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(a, b, rcond=None)[0]
 
 
 def _balanced(v: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ Each stage proposes new factors and keeps them only when they lower the layer's 
 fit samples' error when none were held back):
 
 1. ``depthwise``: one pass collects the moments of the layer's input patches (the depthwise conv with
-   ``als.identity_kernel``) against the target, on a seeded sample of positions (about ``ROWS_PER_UNKNOWN``
+   ``als.identity_kernel``) against the target, on a seeded lattice of positions (about ``ROWS_PER_UNKNOWN``
    rows per depthwise unknown); ``als.alternate`` refits both factors there. A layer where that would cost
    more than ``options.depthwise_budget`` times the pointwise refit (and more than ``SMALL_WORK``) is left
    as it is. When that lowers the
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sepconv_cli.calibration import als
+from sepconv_cli.calibration.moments import single_threaded_blas
 from sepconv_cli.calibration.relu import ReluPass
 from sepconv_cli.calibration.solve import CalibOptions, NormalEquations, refit, unpack
 from sepconv_cli.calibration.stream import prefetched
@@ -63,13 +64,11 @@ def _judged(record: CalibratedLayer) -> float:
     return record.holdout_error_after if record.holdout_error_after is not None else record.fit_error_after
 
 
-def _positions(shape: tuple[int, ...], share: float, seed: int) -> np.ndarray:
-    """A seeded sample of ``share`` of the flattened spatial positions of an activation of ``shape``."""
-    count = int(np.prod(shape[2:]))
-    if share >= 1.0:
-        return np.arange(count)
-    keep = np.flatnonzero(np.random.default_rng(seed).random(count) < share)
-    return keep if len(keep) else np.arange(1)
+def _positions(shape: tuple[int, ...], share: float, seed: int) -> slice:
+    """About ``share`` of the flattened spatial positions of an activation of ``shape``: every k-th one
+    from a seeded offset (a slice, so the rows are read in place, not gathered)."""
+    step = max(1, int(round(1.0 / max(share, 1e-9))))
+    return slice(int(np.random.default_rng(seed).integers(step)) if step > 1 else 0, None, step)
 
 
 def _patch_moments(driver: Any, name: str, chunks: Any, kernel: np.ndarray, state: LayerState, options: CalibOptions
@@ -117,7 +116,8 @@ def depthwise_stage(driver: Any, name: str, chunks: Any, state: LayerState, opti
     if cost > options.depthwise_budget and flops > SMALL_WORK:
         return replace(state, record=_noted(state.record, TOO_COSTLY.format(cost=cost)))
     fit, hold = _patch_moments(driver, name, chunks, als.identity_kernel(cin, kernel_shape), state, options)
-    new_v, new_p = als.alternate(fit, v, state.coefficients, rank, options.ridge, options.depthwise_steps)
+    with single_threaded_blas():
+        new_v, new_p = als.alternate(fit, v, state.coefficients, rank, options.ridge, options.depthwise_steps)
     judge = hold if hold is not None else fit
     before = als.pointwise_equations(judge, v, rank).relative_error(state.coefficients)
     if new_v is v or als.pointwise_equations(judge, new_v, rank).relative_error(new_p) >= before:

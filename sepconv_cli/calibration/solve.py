@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sepconv_cli.calibration.linalg import spd_solve
 from sepconv_cli.calibration.moments import Moments, moments
 from sepconv_cli.core.records import CalibratedLayer
 
@@ -119,10 +120,7 @@ class NormalEquations:
         lam = ridge * np.maximum(diag.mean(axis=1), 1e-30)
         a = self.zz.copy()
         a[:, np.arange(d), np.arange(d)] += lam[:, None]
-        try:
-            return np.linalg.solve(a, self.zy)
-        except np.linalg.LinAlgError:
-            return np.stack([np.linalg.lstsq(a[i], self.zy[i], rcond=None)[0] for i in range(self.groups)])
+        return spd_solve(a, self.zy)
 
     def relative_error(self, p: np.ndarray) -> float:
         """``||Y - [Z, 1] P|| / ||Y||`` over every accumulated row (0 when Y is all zero)."""
