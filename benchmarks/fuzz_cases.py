@@ -5,7 +5,8 @@ run in real processes (``fuzz_run``), so a crash or a hang in sepconv cannot hid
 
 Classes (``CLASSES``, with their share of the cases):
 
-- ``onnx-struct``: a seed ONNX model with one to three structure-aware edits (``fuzz_onnx``);
+- ``onnx-struct``: a seed ONNX model with one to three structure-aware edits (``fuzz_onnx``); a convert
+  may calibrate or verify on an arrays file, itself valid or hostile (``fuzz_files.arrays_file``);
 - ``onnx-bytes``: a serialised seed with one or two byte-level edits;
 - ``config``: a budget config (pyproject.toml / sepconv.toml) mutated (``fuzz_files``);
 - ``baseline``: a baseline report (JSON) mutated, read by ``check --baseline --max-growth 0%``;
@@ -45,17 +46,27 @@ class Case:
 CONVERT_OUT = ("out/model.onnx", "out/model.onnx.manifest.json", "out/model.onnx.data")
 
 
-def _onnx_command(rng: random.Random, name: str = "model.onnx") -> tuple[tuple[str, ...], bool, tuple[str, ...]]:
-    """(argv, expect_json, outputs) of a command reading the ONNX file ``name``."""
-    choice = rng.random()
-    if choice < 0.35:
-        return ("analyze", name, "--format", "json"), True, ()
-    if choice < 0.45:
-        return ("analyze", name), False, ()
-    if choice < 0.7:
-        return ("check", name, "--max-params", "1G", "--no-config"), False, ()
-    return (("convert", name, "-o", "out/model.onnx", "--rank", "1", "--run-timeout", "10", "--max-memory", "1GiB"),
-            False, CONVERT_OUT)
+INPUT_SHAPES = {"conv": (8, 16, 16), "classifier": (4, 12, 12), "function": (8, 16, 16)}
+"""Seed -> one sample's input shape (input ``x``), for ``--calibrate`` and ``--inputs`` arrays."""
+
+
+def _onnx_command(rng: random.Random, seed: str, files: dict[str, bytes]) -> tuple[tuple[str, ...], bool,
+                                                                                   tuple[str, ...], str]:
+    """(argv, expect_json, outputs, what the arrays are) of a command reading ``model.onnx``; a convert may
+    calibrate or verify on an arrays file (added to ``files``)."""
+    choice, name = rng.random(), "model.onnx"
+    if choice < 0.3:
+        return ("analyze", name, "--format", "json"), True, (), ""
+    if choice < 0.4:
+        return ("analyze", name), False, (), ""
+    if choice < 0.6:
+        return ("check", name, "--max-params", "1G", "--no-config"), False, (), ""
+    argv = ("convert", name, "-o", "out/model.onnx", "--rank", "1", "--run-timeout", "10", "--max-memory", "1GiB")
+    if choice < 0.8:
+        return argv, False, CONVERT_OUT, ""
+    files["arrays.npz"], what = fuzz_files.arrays_file(rng, "x", INPUT_SHAPES[seed])
+    flag = ("--calibrate", "arrays.npz", "--calib-samples", "8") if rng.random() < 0.6 else ("--inputs", "arrays.npz")
+    return argv + flag, False, CONVERT_OUT, f"; {flag[0]} arrays: {what}"
 
 
 def _with_side_files(rng: random.Random, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -80,9 +91,9 @@ def onnx_struct(rng: random.Random) -> Case:
     if rng.random() < 0.1:
         data, what = fuzz_onnx.flip_utf8(rng, data)
         done.append(what)
-    argv, expect_json, outputs = _onnx_command(rng)
-    return Case("onnx-struct", f"{seed}; " + "; ".join(done), _with_side_files(rng, {"model.onnx": data}), argv,
-                expect_json, outputs)
+    files = _with_side_files(rng, {"model.onnx": data})
+    argv, expect_json, outputs, arrays = _onnx_command(rng, seed, files)
+    return Case("onnx-struct", f"{seed}; " + "; ".join(done) + arrays, files, argv, expect_json, outputs)
 
 
 def onnx_bytes(rng: random.Random) -> Case:
@@ -92,9 +103,9 @@ def onnx_bytes(rng: random.Random) -> Case:
     for _ in range(rng.choice([1, 1, 2])):
         data, what = fuzz_onnx.mutate_bytes(rng, data or b"\0")
         done.append(what)
-    argv, expect_json, outputs = _onnx_command(rng)
-    return Case("onnx-bytes", f"{seed}; " + "; ".join(done), _with_side_files(rng, {"model.onnx": data}), argv,
-                expect_json, outputs)
+    files = _with_side_files(rng, {"model.onnx": data})
+    argv, expect_json, outputs, arrays = _onnx_command(rng, seed, files)
+    return Case("onnx-bytes", f"{seed}; " + "; ".join(done) + arrays, files, argv, expect_json, outputs)
 
 
 def config(rng: random.Random) -> Case:

@@ -134,6 +134,46 @@ def mutate_baseline(rng: random.Random) -> tuple[bytes, str]:
     return mutate_bytes(rng, json.dumps(data).encode())
 
 
+def _npy_header_bomb(shape: tuple[int, ...]) -> bytes:
+    """An .npy member declaring ``shape`` float32 values with no data behind the header."""
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+def arrays_file(rng: random.Random, name: str, shape: tuple[int, ...]) -> tuple[bytes, str]:
+    """An ``.npz`` of inputs for ``--calibrate`` / ``--inputs`` (``name``: the input, ``shape``: one
+    sample's), valid or not: NaN/Inf values, wrong shapes or dtypes, object arrays holding a payload, a
+    member declaring 2**40 values, or byte-level edits."""
+    import numpy as np
+
+    values = np.random.default_rng(rng.randrange(2**32)).standard_normal((8, *shape)).astype(np.float32)
+    choice, what = rng.random(), "valid"
+    members: dict[str, object] = {name: values}
+    if choice < 0.15:
+        values[rng.randrange(8)] = rng.choice([np.nan, np.inf])
+        what = "non-finite samples"
+    elif choice < 0.3:
+        members = {name: values.reshape(-1)[: rng.randrange(1, values.size)]} if rng.random() < 0.5 else \
+            {name: values.astype(rng.choice([np.float64, np.int8, np.bool_, np.complex64]))}
+        what = "wrong shape or dtype"
+    elif choice < 0.42:
+        members = {name: np.array([_Payload(MARKER)] * 2, dtype=object)}
+        what = "object array holding a payload"
+    elif choice < 0.5:
+        members = {"other": values}
+        what = "input named otherwise"
+    out = io.BytesIO()
+    np.savez(out, **members)
+    data = out.getvalue()
+    if choice >= 0.5 and choice < 0.6:
+        data = _rezip([(f"{name}.npy", _npy_header_bomb((2**40,) + tuple(shape)))])
+        what = "member declaring 2**40 samples"
+    elif choice >= 0.6 and choice < 0.75:
+        data, what = mutate_bytes(rng, data)
+    return data, what
+
+
 @functools.lru_cache(maxsize=1)
 def torch_seeds() -> dict[str, bytes]:
     """Clean archives: a ``.pt2`` of a tiny conv net (torch.export) and its state_dict (torch.save)."""

@@ -141,6 +141,15 @@ def _serialised(change: Callable[[onnx.ModelProto], None]) -> bytes:
     return _edit(change).SerializeToString()
 
 
+def _pads_as_int(m: onnx.ModelProto) -> None:
+    m.graph.node[0].attribute[0].CopyFrom(helper.make_attribute("pads", 1))
+
+
+def _loop_without_body(m: onnx.ModelProto) -> None:
+    m.graph.node[0].op_type = "Loop"
+    m.graph.node[0].ClearField("attribute")
+
+
 MALFORMED: dict[str, tuple[Callable[[], bytes], str]] = {
     "string weight": (lambda: _serialised(_string_weight), "string-typed"),
     "self-recursive function": (lambda: _serialised(lambda m: _recursive(m, ("rec",))), "calls itself"),
@@ -158,5 +167,12 @@ MALFORMED: dict[str, tuple[Callable[[], bytes], str]] = {
                                       "2147483647x8x3x3"),
     "weight declared without data": (lambda: _serialised(_declared([2**31 - 1, 8, 3, 3], None)), "holds 0"),
     "truncated weight": (lambda: _serialised(_declared([16, 8, 3, 3], b"\0" * 16)), "holds 16"),
+    "attribute of the wrong type": (lambda: _serialised(_pads_as_int), "'pads' of Conv node 'conv' is INT"),
+    "required attribute missing": (lambda: _serialised(_loop_without_body), "required attribute 'body'"),
+    "output produced by no node": (lambda: _serialised(lambda m: setattr(m.graph.output[0], "name", "q")),
+                                   "produced by no node"),
+    "no graph output": (lambda: _serialised(lambda m: m.graph.ClearField("output")), "declares no outputs"),
+    "nameless required input": (lambda: _serialised(lambda m: m.graph.node[0].input.__setitem__(0, "")),
+                                "required input 0"),
 }
 """Kind of fault -> (serialised model, a word its error line must contain)."""

@@ -59,7 +59,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
             return {"": np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, MemoryError) as exc:  # MemoryError: huge header
         raise InputError(f"{path}: not a readable numpy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if not arrays:
         raise InputError(f"{path}: holds no arrays")

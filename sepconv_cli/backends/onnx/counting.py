@@ -96,9 +96,14 @@ class Counter:
         from sepconv_cli.backends.onnx import shape_probe  # only graphs static inference cannot resolve
 
 
-        """One run per feed set; the memory bound is the largest prediction among them."""
+        """One run per feed set; the memory bound is the largest prediction among them. Only the values
+        whose shape is unknown somewhere and does not depend on the data are read."""
         dtypes = inferred[0].dtypes
-        outputs = {o: dtypes[o] for n in sk.graph.node for o in n.output if o and dtypes.get(o)}
+        skip = shape_probe.tainted(sk.graph)
+        outputs = {o: dtypes[o] for n in sk.graph.node for o in n.output if o and dtypes.get(o) and o not in skip
+                   and not all(is_static(i.shapes.get(o)) for i in inferred)}
+        if not outputs:
+            return shape_probe.Probe(error="the unknown shapes depend on the data, which a run on zeros cannot tell")
         predicted = max(shape_probe.predicted_bytes(sk, i.shapes, i.dtypes) for i in inferred)
         return shape_probe.probe(sk, feeds, outputs, self.limits or shape_probe.current_limits(), predicted)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import onnx
 from google.protobuf.message import DecodeError
 
+from sepconv_cli.backends.onnx.dims import substitute
 from sepconv_cli.backends.onnx.sanity import check_model
 from sepconv_cli.core.records import Dim, Shape
 from sepconv_cli.errors import InputError, ShapeError, UsageError
@@ -184,7 +185,7 @@ def pin_inputs(source: str, sk: onnx.ModelProto, pins: tuple, input_names: list[
                 tensor_type.shape.dim.add()
         for dim, new in zip(tensor_type.shape.dim, shape):
             _pin_dim(source, name, dim, new, symbols)
-    _substitute(sk.graph, symbols)
+    substitute(sk.graph, symbols)
 
 
 def _pinned_name(source: str, name: str | None, input_names: list[str]) -> str:
@@ -209,15 +210,6 @@ def _pin_dim(source: str, name: str, dim: onnx.TensorShapeProto.Dimension, new: 
         dim.dim_value = new
     elif not dim.HasField("dim_value"):
         dim.dim_param = new
-
-
-def _substitute(graph: onnx.GraphProto, symbols: dict[str, int]) -> None:
-    if not symbols:
-        return
-    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
-        for dim in info.type.tensor_type.shape.dim:
-            if dim.dim_param in symbols:
-                dim.dim_value = symbols[dim.dim_param]
 
 
 def check_dims(source: str, name: str, shape: Shape | None) -> None:

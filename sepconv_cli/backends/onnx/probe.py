@@ -15,28 +15,15 @@ from onnx import helper
 from sepconv_cli.backends.limits import RunRefused
 from sepconv_cli.backends.limits import active as active_limits
 from sepconv_cli.backends.onnx.session import SessionSettings, make_session
-from sepconv_cli.backends.onnx.subgraphs import bodies, walk_nodes
-
-
-def _needs(node: onnx.NodeProto) -> set[str]:
-    """Tensors ``node`` reads, including those its subgraphs read from the outer scope."""
-    names = set(node.input)
-    for body in bodies(node):
-        for inner in walk_nodes(body):
-            names.update(inner.input)
-    names.discard("")
-    return names
+from sepconv_cli.backends.onnx.subgraphs import ancestors, reads
+from sepconv_cli.errors import RewriteError
 
 
 def prune(model: onnx.ModelProto, outputs: list[str], elem_type: int) -> onnx.ModelProto:
     """A copy of ``model`` computing only ``outputs`` (exposed as graph outputs of ``elem_type``)."""
     graph = model.graph
-    wanted, keep = set(outputs), []
-    for node in reversed(graph.node):
-        if wanted & set(node.output):
-            keep.append(node)
-            wanted |= _needs(node)
-    keep.reverse()
+    keep = ancestors(graph, set(outputs))
+    wanted = set(outputs).union(*(reads(node) for node in keep))
     inits = [t for t in graph.initializer if t.name in wanted]
     init_names = {t.name for t in inits}
     inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer} or i.name in init_names]
@@ -52,7 +39,11 @@ def session(model: onnx.ModelProto, threads: int, arena: bool = True):
     # Idle pool threads sleep instead of spinning: numpy's solves share the cores with them. The graph is
     # untrusted: runs obey the command's memory and time limits.
     settings = SessionSettings(threads=max(threads, 0), spinning=False, arena=arena)
-    return make_session(model, settings, active_limits())
+    try:
+        return make_session(model, settings, active_limits())
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RewriteError(f"onnxruntime cannot load the graph to run it for calibration ({first})") from None
 
 
 def relax_batch(model: onnx.ModelProto) -> onnx.ModelProto | None:

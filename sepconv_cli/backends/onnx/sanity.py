@@ -142,6 +142,21 @@ def _check_tensor(source: str, tensor: onnx.TensorProto, what: str) -> None:
                          f"file holds {sizes[1]:,} (corrupt or truncated file)")
 
 
+def _check_interface(source: str, graph: onnx.GraphProto) -> None:
+    """InputError for a graph with no output, a nameless input or output, or an output nothing produces."""
+    if not graph.output:
+        raise InputError(f"{source}: the graph declares no outputs")
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        index = next((i for i, v in enumerate(values) if not v.name), None)
+        if index is not None:
+            raise InputError(f"{source}: graph {kind} {index} has no name")
+    made = {o for node in graph.node for o in node.output} | {i.name for i in graph.input}
+    made |= {t.name for t in graph.initializer}
+    orphan = next((o.name for o in graph.output if o.name not in made), None)
+    if orphan is not None:
+        raise InputError(f"{source}: graph output {orphan!r} is produced by no node")
+
+
 def _check_graph(source: str, graph: onnx.GraphProto) -> None:
     seen: set[str] = set()
     for tensor in graph.initializer:
@@ -163,31 +178,38 @@ def _check_graph(source: str, graph: onnx.GraphProto) -> None:
                              f"initializer {bad!r}; it takes numbers")
 
 
+_UNKNOWN_OP: tuple[dict[str, int], frozenset[str], tuple[int, int], tuple[int, ...]] = ({}, frozenset(), (0, 2**31), ())
+
 ATTRIBUTE_TYPES = frozenset(onnx.AttributeProto.AttributeType.values()) - {onnx.AttributeProto.UNDEFINED}
 
 
 @functools.lru_cache(maxsize=512)
-def _schema(op_type: str, version: int) -> tuple[dict[str, int], frozenset[str], tuple[int, int]]:
-    """(attribute name -> declared type, required attributes, (min, max) inputs) of a standard op at
-    opset ``version`` (nothing known for an op onnx does not define)."""
+def _schema(op_type: str, version: int) -> tuple[dict[str, int], frozenset[str], tuple[int, int], tuple[int, ...]]:
+    """(attribute name -> declared type, required attributes, (min, max) inputs, positions of the inputs
+    that must be given) of a standard op at opset ``version`` (nothing known for an op onnx lacks)."""
     try:
         schema = onnx.defs.get_schema(op_type, max(version, 1), "")
     except onnx.defs.SchemaError:
-        return {}, frozenset(), (0, 2**31)
+        return _UNKNOWN_OP
     types = {name: int(attr.type) for name, attr in schema.attributes.items()}
     required = frozenset(name for name, attr in schema.attributes.items() if attr.required)
-    return types, required, (schema.min_input, schema.max_input)
+    single = onnx.defs.OpSchema.FormalParameterOption.Single
+    needed = tuple(i for i, formal in enumerate(schema.inputs) if formal.option == single)
+    return types, required, (schema.min_input, schema.max_input), needed
 
 
 def _check_node(source: str, node: onnx.NodeProto, version: int) -> None:
     standard = node.domain in ("", "ai.onnx")
-    declared, required, (least, most) = _schema(node.op_type, version) if standard else ({}, frozenset(), (0, 2**31))
+    declared, required, (least, most), needed = _schema(node.op_type, version) if standard else _UNKNOWN_OP
     what = f"{node.op_type} node {node.name or node.op_type!r}"
     missing = sorted(required - {a.name for a in node.attribute})
     if missing:
         raise InputError(f"{source}: {what} lacks its required attribute {missing[0]!r}")
     if not least <= len(node.input) <= most:
         raise InputError(f"{source}: {what} has {len(node.input)} inputs; {node.op_type} takes {least} to {most}")
+    empty = next((i for i in needed if i < len(node.input) and not node.input[i]), None)
+    if empty is not None:
+        raise InputError(f"{source}: {what} has no name for its required input {empty}")
     for attr in node.attribute:
         where = f"{source}: attribute {attr.name!r} of {what}"
         if attr.type not in ATTRIBUTE_TYPES:
@@ -215,6 +237,7 @@ def check_model(source: str, model: onnx.ModelProto) -> None:
     _check_domains(source, model)
     _check_functions(source, model)
     _check_nodes(source, model)
+    _check_interface(source, model.graph)
     for graph in _graphs(model.graph):
         _check_graph(source, graph)
 

@@ -2,8 +2,10 @@
 
 Used only when static inference (with onnx's data propagation) leaves shapes unknown that a formula
 needs, e.g. pads computed from the input shape at run time (TF-style 'same' padding in legacy exports).
-The probe runs the *skeleton* (big weights are typed inputs, fed zeros: no weight bytes are read), with
-every node output added as a graph output, at one or more pinned input sizes.
+The probe runs the *skeleton* (big weights are typed inputs, fed zeros: no weight bytes are read), cut
+down to the nodes that compute the values whose shape is unknown, those values added as graph outputs,
+at one or more pinned input sizes. Nothing downstream of a data-dependent op is asked for, so a ``Loop``
+(endless or not) never runs in a probe.
 
 Bounded (the graph is untrusted): the memory it needs is predicted from the inferred shapes (every value
 is kept, since every value is an output) and the probe is refused above ``ProbeLimits.memory``; it runs in
@@ -22,6 +24,7 @@ from math import prod
 
 import onnx
 
+from sepconv_cli.backends.onnx.subgraphs import ancestors, reads
 from sepconv_cli.backends.onnx.weights import dtype_bytes
 from sepconv_cli.core.records import Shape, is_static
 
@@ -100,9 +103,18 @@ def probe(sk: onnx.ModelProto, feeds: list[dict[str, tuple[tuple[int, ...], int]
 
     model = onnx.ModelProto()
     model.CopyFrom(sk)
-    del model.graph.output[:]
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, t, None) for n, t in outputs.items())
-    model.graph.ClearField("value_info")
+    graph = model.graph
+    keep = ancestors(sk.graph, set(outputs))  # nothing else runs: no Loop, no op the outputs do not need
+    read = set(outputs).union(*(reads(node) for node in keep))
+    del graph.node[:]
+    graph.node.extend(keep)
+    inputs = [i for i in sk.graph.input if i.name in read]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    feeds = [{k: v for k, v in f.items() if k in read} for f in feeds]
+    del graph.output[:]
+    graph.output.extend(onnx.helper.make_tensor_value_info(n, t, None) for n, t in outputs.items())
+    graph.ClearField("value_info")
     with tempfile.TemporaryDirectory(prefix="sepconv-probe-") as folder:
         path = os.path.join(folder, "model.onnx")
         onnx.save_model(model, path)

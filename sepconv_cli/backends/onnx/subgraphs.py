@@ -50,6 +50,21 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def reads(node: onnx.NodeProto) -> set[str]:
+    """Tensors ``node`` reads: its inputs and what its bodies read from the enclosing graphs."""
+    return ({name for name in node.input} | set(outer_reads(node))) - {""}
+
+
+def ancestors(graph: onnx.GraphProto, wanted: set[str]) -> list[onnx.NodeProto]:
+    """The nodes of ``graph`` (in its order) that ``wanted`` tensors are computed from."""
+    wanted, keep = set(wanted), []
+    for node in reversed(graph.node):
+        if wanted & set(node.output):
+            keep.append(node)
+            wanted |= reads(node)
+    return keep[::-1]
+
+
 def body_weights(node: onnx.NodeProto) -> list[BodyWeight]:
     """Initializers and tensor-valued ``Constant`` outputs of every body under ``node`` (recursively)."""
     found: list[BodyWeight] = []
@@ -76,4 +91,4 @@ def outer_reads(node: onnx.NodeProto) -> list[str]:
     return list(dict.fromkeys(reads))
 
 
-__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "outer_reads", "used_names", "walk_nodes"]
+__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "ancestors", "outer_reads", "reads", "used_names", "walk_nodes"]

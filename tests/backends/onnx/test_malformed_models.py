@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 import onnx
@@ -112,3 +113,16 @@ def test_factors_that_overflow_the_weight_dtype_are_refused(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "overflow float32" in lines[0], result.stderr
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_arrays_file_declaring_two_to_the_forty_samples_is_one_line(tmp_path):
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (2**40, 8, 16, 16)}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    with zipfile.ZipFile(tmp_path / "calib.npz", "w") as zf:
+        zf.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    onnx.save_model(conv_model(), str(tmp_path / "model.onnx"))
+    result = CliRunner(env=ENV).invoke(app, ["convert", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "o.onnx"),
+                                             "--rank", "1", "--calibrate", str(tmp_path / "calib.npz")])
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "calib.npz: not a readable numpy file" in lines[0], result.stderr

@@ -159,3 +159,30 @@ def test_the_command_run_limits_bound_the_probe(tmp_path):
     assert [r.name for r in report.unknown_rows] == ["/conv/Conv"] and report.model.shape_source == ""
     warning = next(w for w in report.warnings if "/conv/Conv" in w)
     assert "onnxruntime probe did not run (it would hold about" in warning and "limit 0.0 GiB" in warning
+
+
+def _endless_loop(source: str, out: str) -> list[onnx.NodeProto]:
+    """``out = Loop(2**62 trips, cond true, carried source)`` with an unranked carried value: it never ends."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["v_in"], ["v_out"])],
+        "body", [vinfo("i", [], TensorProto.INT64), vinfo("cond_in", [], TensorProto.BOOL), vinfo("v_in", None)],
+        [vinfo("cond_out", [], TensorProto.BOOL), vinfo("v_out", None)])
+    return [helper.make_node("Constant", [], ["trips"], value=numpy_helper.from_array(np.array(2**62, np.int64))),
+            helper.make_node("Constant", [], ["go"], value=numpy_helper.from_array(np.array(True))),
+            helper.make_node("Loop", ["trips", "go", source], [out], body=body, name="/endless")]
+
+
+def test_the_probe_runs_only_what_the_unknown_shapes_need(tmp_path):
+    """An endless Loop feeding one conv beside runtime pads feeding another: the probe reads the padded
+    shape without ever starting the Loop (its output depends on the data anyway)."""
+    from sepconv_cli.backends.limits import RunLimits, bounded
+
+    base = runtime_pads_model(batch=1)
+    nodes = list(base.graph.node) + _endless_loop("x", "looped") + [
+        helper.make_node("Conv", ["looped", "w"], ["y2"], name="/loop_conv/Conv")]
+    m = model(nodes, list(base.graph.input), [vinfo("y", None), vinfo("y2", None)], list(base.graph.initializer))
+    with bounded(RunLimits(seconds=20)):
+        report = analyse(m, tmp_path).report
+    assert report.layer("/conv/Conv").macs == RUNTIME_PADS_MACS and report.model.shape_source == SOURCE
+    assert [r.name for r in report.unknown_rows] == ["/loop_conv/Conv"]
+    assert not any("ran past" in w for w in report.warnings)
