@@ -23,18 +23,12 @@ from sepconv_cli.cli.common import (
     stdout_is_terminal,
     write_atomic,
 )
-from sepconv_cli.core.budget import (
-    METRICS,
-    budgets_from_mapping,
-    current_figures,
-    evaluate,
-    evaluate_growth,
-    unknown_figures,
-)
+from sepconv_cli.core.budget import METRICS, budgets_from_mapping
 from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError, Report
 from sepconv_cli.core.units import Kind
 from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
 from sepconv_cli.pipeline.baseline import Baseline, check_recorded_model, load_baseline
+from sepconv_cli.pipeline.budgets import evaluate_report
 from sepconv_cli.pipeline.config import (
     GLOB_CHARS,
     Config,
@@ -139,12 +133,6 @@ def _prepare(target: Target, several: bool, baseline_any: bool = False) -> Prepa
     return Prepared(target, shapes, base)
 
 
-def _file_size(report: Report, path: str) -> int:
-    if report.model.file_size or not os.path.isfile(path):
-        return report.model.file_size
-    return os.path.getsize(path)
-
-
 def _growth_details(report: Report, base: Baseline, outcomes: tuple[BudgetOutcome, ...]) -> tuple[str, ...]:
     """When a growth budget fails and the baseline report records its layers: the layers that grew most."""
     if all(r.passed or r.baseline is None for r in outcomes):
@@ -170,19 +158,13 @@ def _check_one(prepared: Prepared, torch_options: tuple[str, str | None, bool],
                                            trust_pickle=trust_pickle)).report
     for warning in report.warnings:
         typer.echo(f"sepconv: warning: {target.path}: {warning}", err=True)
-    size = _file_size(report, target.path)
-    outcomes = evaluate(report, target.settings.budgets, size, model=target.path)
-    if base is None:
-        return outcomes
-    figures = current_figures(report, size)
-    for name in base.missing(figures):
+    found = evaluate_report(report, target.path, target.settings.budgets, base, target.settings.max_growth or 0.0)
+    for name in found.missing:
         typer.echo(f"sepconv: warning: {base.source}: baseline has no {name} figure; its growth is not checked",
                    err=True)
-    unknown = {**base.unknown, **unknown_figures(report)}
-    growth = evaluate_growth(figures, base.figures, target.settings.max_growth or 0.0, target.path, unknown)
-    if details is not None:
-        details[target.path] = _growth_details(report, base, growth)
-    return outcomes + growth
+    if base is not None and details is not None:
+        details[target.path] = _growth_details(report, base, found.growth)
+    return found.outcomes
 
 
 def _check_all(prepared: list[Prepared], torch_options: tuple[str, str | None, bool],
