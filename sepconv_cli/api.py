@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from sepconv_cli.core import records
+from sepconv_cli.core import checks, records
 from sepconv_cli.core.records import Shape
 from sepconv_cli.errors import UsageError
 
@@ -62,8 +62,8 @@ class Report(records.Report):
                 f"layers={len(self.layers)}, candidates={len(self.candidates)})")
 
 
-class CheckResult(records.CheckResult):
-    """Budget outcomes of ``check`` (``core.records.CheckResult``); ``ok`` is True when all hold."""
+class CheckResult(checks.CheckResult):
+    """Budget outcomes of ``check`` (``core.checks.CheckResult``); ``ok`` is True when all hold."""
 
     def to_dict(self) -> dict:
         """The JSON of ``sepconv check --format json``."""

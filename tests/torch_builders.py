@@ -9,14 +9,8 @@ from torch import nn
 from sepconv_cli.backends.base import LoadedModel
 from sepconv_cli.backends.torch.modules import spec_of
 from sepconv_cli.core import costs
-from sepconv_cli.core.records import (
-    Layer,
-    ModelInfo,
-    Plan,
-    PlannedLayer,
-    Report,
-    TensorInfo,
-)
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import Layer, ModelInfo, Report, TensorInfo
 
 
 class NoWeights:

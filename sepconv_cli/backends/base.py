@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sepconv_cli.core.records import Plan, Report, Shape
+from sepconv_cli.core.plans import Plan
+from sepconv_cli.core.records import Report, Shape
 from sepconv_cli.core.weights import ModelHandle
 
 

@@ -32,8 +32,10 @@ from sepconv_cli.calibration.solve import (
 )
 from sepconv_cli.calibration.stream import prefetched
 from sepconv_cli.core import costs
+from sepconv_cli.core.calibrated import CalibratedLayer, CalibrationReport
 from sepconv_cli.core.decompose import decompose, spectrum
-from sepconv_cli.core.records import CalibratedLayer, CalibrationReport, Plan, Report, is_static
+from sepconv_cli.core.plans import Plan
+from sepconv_cli.core.records import Report, is_static
 from sepconv_cli.errors import InputError
 
 

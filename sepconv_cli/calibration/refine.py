@@ -26,7 +26,7 @@ from sepconv_cli.calibration.moments import single_threaded_blas
 from sepconv_cli.calibration.relu import ReluPass
 from sepconv_cli.calibration.solve import CalibOptions, NormalEquations, refit, unpack
 from sepconv_cli.calibration.stream import prefetched
-from sepconv_cli.core.records import CalibratedLayer
+from sepconv_cli.core.calibrated import CalibratedLayer
 
 ROWS_PER_UNKNOWN = 32
 TRANSPOSED = "depthwise refit: not done for transposed convs"

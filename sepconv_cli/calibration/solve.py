@@ -23,7 +23,7 @@ import numpy as np
 
 from sepconv_cli.calibration.linalg import spd_solve
 from sepconv_cli.calibration.moments import Moments, moments
-from sepconv_cli.core.records import CalibratedLayer
+from sepconv_cli.core.calibrated import CalibratedLayer
 
 TOO_FEW_ROWS = "{rows} equations for {unknowns} unknowns per group: too few calibration samples for a " \
                "well-posed fit; kept the SVD weights"

@@ -24,7 +24,8 @@ from sepconv_cli.cli.common import (
     write_atomic,
 )
 from sepconv_cli.core.budget import METRICS, budgets_from_mapping
-from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError, Report
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.records import Report
 from sepconv_cli.core.units import Kind
 from sepconv_cli.errors import ConfigError, OutputError, SepconvError, UsageError
 from sepconv_cli.pipeline.baseline import Baseline, check_recorded_model, load_baseline

@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from sepconv_cli.core.records import Budget, BudgetOutcome, Report, rows_not_counted
+from sepconv_cli.core.checks import Budget, BudgetOutcome
+from sepconv_cli.core.records import Report, rows_not_counted
 from sepconv_cli.core.units import Kind, Raw, UnitError, format_value, parse
 from sepconv_cli.errors import ConfigError, UsageError
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from sepconv_cli import planner
-from sepconv_cli.core.records import Excluded, Plan, PlannedLayer, Report
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import Excluded, Report
 from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.planner.allocate import Allocation, Choice, LayerChoices
 from sepconv_cli.planner.targets import Metric

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sepconv_cli.backends.base import LoadOptions
 from sepconv_cli.core.budget import budgets_from_mapping, current_figures, evaluate, evaluate_growth, unknown_figures
-from sepconv_cli.core.records import Budget, BudgetOutcome, CheckResult, ModelError, Report
+from sepconv_cli.core.checks import Budget, BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.records import Report
 from sepconv_cli.core.units import Kind, parse
 from sepconv_cli.errors import SepconvError, UsageError
 

@@ -18,8 +18,9 @@ from sepconv_cli.backends.base import Converted, LoadedModel
 from sepconv_cli.calibration.curves import CurveCandidate, LayerCurve
 from sepconv_cli.calibration.loop import CalibResult, replan
 from sepconv_cli.calibration.solve import CalibOptions, split_samples
+from sepconv_cli.core.calibrated import CalibrationReport
 from sepconv_cli.core.decompose import fold_batchnorm
-from sepconv_cli.core.records import CalibrationReport, Report
+from sepconv_cli.core.records import Report
 from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline.inputs import load_calibration_inputs

@@ -44,7 +44,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from sepconv_cli.backends.detect import is_entrypoint
 from sepconv_cli.core.budget import METRICS, budgets_from_mapping
-from sepconv_cli.core.records import Budget
+from sepconv_cli.core.checks import Budget
 from sepconv_cli.core.units import UnitError, parse_fraction
 from sepconv_cli.errors import ConfigError, UsageError
 from sepconv_cli.files import read_bounded

@@ -28,7 +28,8 @@ from sepconv_cli.backends.registry import (
     detect_format,
     loader_for,
 )
-from sepconv_cli.core.records import Plan, Report, is_static
+from sepconv_cli.core.plans import Plan
+from sepconv_cli.core.records import Report, is_static
 from sepconv_cli.errors import PlanError, UsageError
 from sepconv_cli.pipeline import manifest as manifest_mod
 from sepconv_cli.pipeline import verify as verify_mod

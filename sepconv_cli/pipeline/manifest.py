@@ -24,13 +24,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sepconv_cli.core.records import (
-    SCHEMA_VERSION,
-    ConvSpec,
-    Plan,
-    PlannedLayer,
-    Report,
-)
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import SCHEMA_VERSION, ConvSpec, Report
 
 MANIFEST_SUFFIX = ".manifest.json"
 KIND = "sepconv-convert-manifest"

@@ -15,7 +15,7 @@ import numpy as np
 
 from sepconv_cli.backends.base import Backend, Converted, LoadedModel
 from sepconv_cli.core.latency import LayerProbe, LayerTiming
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.lazy import resolve
 from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline import verify as verify_mod

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from sepconv_cli.backends.registry import ConvertOptions, backend_for, detect_format, loader_for
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline import targeted
 from sepconv_cli.pipeline import verify as verify_mod

@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any
 
 from sepconv_cli.backends.base import Backend, Converted, ConvertOptions, LoadedModel
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.errors import UsageError
 from sepconv_cli.pipeline import allocation as alloc
 from sepconv_cli.pipeline.measure import Measured, Measurer

@@ -17,16 +17,8 @@ from dataclasses import dataclass, replace
 
 from sepconv_cli.core import costs
 from sepconv_cli.core.decompose import NonFiniteWeights, Spectrum, fold_batchnorm, spectrum
-from sepconv_cli.core.records import (
-    Candidate,
-    ConvSpec,
-    Excluded,
-    Layer,
-    Plan,
-    PlannedLayer,
-    Report,
-    is_static,
-)
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import Candidate, ConvSpec, Excluded, Layer, Report, is_static
 from sepconv_cli.core.weights import ModelHandle
 from sepconv_cli.cpu import usable_cores
 from sepconv_cli.errors import ShapeError, UsageError

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from sepconv_cli.core.records import Excluded, Layer, PlannedLayer, Report
+from sepconv_cli.core.plans import PlannedLayer
+from sepconv_cli.core.records import Excluded, Layer, Report
 from sepconv_cli.errors import PlanError
 from sepconv_cli.planner.options import PlanOptions
 

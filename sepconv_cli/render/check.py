@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from sepconv_cli.core.budget import metric_kind
-from sepconv_cli.core.records import SCHEMA_VERSION, BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.records import SCHEMA_VERSION
 from sepconv_cli.core.units import Kind, format_value
 from sepconv_cli.lazy import resolve
 

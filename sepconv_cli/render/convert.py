@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from sepconv_cli.core.records import (
-    SCHEMA_VERSION,
-    CalibrationReport,
-    PlannedLayer,
-    Report,
-)
+from sepconv_cli.core.calibrated import CalibrationReport
+from sepconv_cli.core.plans import PlannedLayer
+from sepconv_cli.core.records import SCHEMA_VERSION, Report
 from sepconv_cli.pipeline.convert import ConversionResult
 from sepconv_cli.render.convert_goal import goal_dict
 from sepconv_cli.render.convert_quality import distillation_dict, evaluation_dict, output_extra, verification_extra

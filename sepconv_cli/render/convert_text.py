@@ -13,7 +13,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 
-from sepconv_cli.core.records import CalibratedLayer, CalibrationReport
+from sepconv_cli.core.calibrated import CalibratedLayer, CalibrationReport
 from sepconv_cli.render import text
 from sepconv_cli.render.convert_goal import goal_lines
 from sepconv_cli.render.convert_quality import distill_lines, evaluation_lines, verify_lines

@@ -10,7 +10,7 @@ Values are escaped as the workflow-command syntax requires: ``%``, CR and LF in 
 
 from __future__ import annotations
 
-from sepconv_cli.core.records import CheckResult
+from sepconv_cli.core.checks import CheckResult
 from sepconv_cli.render.check import CheckRenderOptions, error_text, summary_line
 
 

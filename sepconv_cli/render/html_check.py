@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from sepconv_cli.core.budget import metric_kind
-from sepconv_cli.core.records import BudgetOutcome, CheckResult
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult
 from sepconv_cli.core.units import format_value
 from sepconv_cli.render import svg
 from sepconv_cli.render.check import CheckRenderOptions, baseline_text, cells, error_text, summary_line

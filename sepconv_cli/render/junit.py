@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult, ModelError
 from sepconv_cli.render.check import CheckRenderOptions, error_text, summary_line
 
 SUITES_NAME = "sepconv check"

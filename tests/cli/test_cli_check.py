@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from sepconv_cli.cli import app
 from sepconv_cli.core.budget import METRICS
-from sepconv_cli.core.records import BudgetOutcome, CheckResult
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult
 from sepconv_cli.core.units import Kind
 from sepconv_cli.render.check import (
     CHECK_RENDERERS,

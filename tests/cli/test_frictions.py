@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from sepconv_cli import __version__
 from sepconv_cli.cli import app
-from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelInfo
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult
+from sepconv_cli.core.records import ModelInfo
 from sepconv_cli.render import text as tx
 from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for
 

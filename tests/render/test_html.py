@@ -13,7 +13,7 @@ import pytest
 from repo_paths import REPO
 from report_builders import small_report, vgg_report
 
-from sepconv_cli.core.records import BudgetOutcome, CheckResult, ModelError
+from sepconv_cli.core.checks import BudgetOutcome, CheckResult, ModelError
 from sepconv_cli.pipeline.diff import diff_reports
 from sepconv_cli.render import OutputFormat, RenderOptions, render
 from sepconv_cli.render.check import CheckFormat, CheckRenderOptions, check_renderer_for

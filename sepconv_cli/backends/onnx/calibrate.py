@@ -23,7 +23,7 @@ from sepconv_cli.backends.onnx.segments import Walker
 from sepconv_cli.calibration.loop import CalibResult, Chunks, LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
 from sepconv_cli.core.decompose import fold_batchnorm
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 from sepconv_cli.cpu import usable_cores
 from sepconv_cli.errors import RewriteError

@@ -21,7 +21,7 @@ from sepconv_cli.backends.onnx.forms import lower
 from sepconv_cli.backends.onnx.loader import load_onnx
 from sepconv_cli.backends.onnx.rewriter import BACKEND
 from sepconv_cli.core.latency import Form, LayerProbe, valid_forms, variant_key
-from sepconv_cli.core.records import Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
 
 ORIGINAL = "original"
 """The key of the original conv among a probe's variants (the others are ``"T:form"``)."""

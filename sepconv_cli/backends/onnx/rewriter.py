@@ -25,7 +25,8 @@ from sepconv_cli.backends.onnx import edit as g
 from sepconv_cli.backends.onnx.files import is_valid, too_big, validate_path
 from sepconv_cli.backends.onnx.session import SessionSettings, make_session
 from sepconv_cli.core import decompose
-from sepconv_cli.core.records import ConvSpec, Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import ConvSpec
 from sepconv_cli.core.weights import ConvWeights
 from sepconv_cli.cpu import usable_cores
 from sepconv_cli.errors import RewriteError

@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_leaves
 from sepconv_cli.backends.torch.calib_layouts import ModuleLayout
 from sepconv_cli.backends.torch.runtime import to_numpy
 from sepconv_cli.calibration.loop import Chunks
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.errors import UsageError
 
 

@@ -22,7 +22,7 @@ from sepconv_cli.backends.torch.modules import conv_kind, get_module
 from sepconv_cli.backends.torch.pt2 import _bn_node, _bn_params, _kwargs, _transposed, conv_nodes
 from sepconv_cli.backends.torch.runtime import batchnorm_params, to_numpy
 from sepconv_cli.core.decompose import fold_batchnorm
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.core.weights import ConvWeights
 from sepconv_cli.errors import RewriteError, UsageError
 

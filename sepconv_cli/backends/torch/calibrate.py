@@ -28,7 +28,7 @@ from sepconv_cli.backends.torch.runtime import quiet, to_numpy
 from sepconv_cli.backends.torch.walk import FxWalker
 from sepconv_cli.calibration.loop import CalibResult, Chunks, LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 from sepconv_cli.errors import UsageError
 
 

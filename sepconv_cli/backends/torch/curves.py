@@ -27,7 +27,7 @@ from sepconv_cli.backends.torch.walk import FxWalker
 from sepconv_cli.calibration.curves import CurveCandidate, LayerCurve, blocks, collect_curves
 from sepconv_cli.calibration.loop import Chunks, make_chunks
 from sepconv_cli.calibration.solve import CalibOptions
-from sepconv_cli.core.records import Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
 from sepconv_cli.errors import InputError
 
 _TRANSPOSED = {1: functional.conv_transpose1d, 2: functional.conv_transpose2d, 3: functional.conv_transpose3d}

@@ -18,7 +18,8 @@ from sepconv_cli.backends.base import ConvertOptions
 from sepconv_cli.backends.torch.modules import get_module, spec_of
 from sepconv_cli.backends.torch.runtime import batchnorm_params, float64_of
 from sepconv_cli.core import costs, decompose
-from sepconv_cli.core.records import ConvSpec, Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
+from sepconv_cli.core.records import ConvSpec
 from sepconv_cli.core.weights import ConvWeights
 from sepconv_cli.errors import RewriteError, UsageError
 from sepconv_cli.planner import Init

@@ -25,7 +25,8 @@ from sepconv_cli.backends.base import Converted, ConvertOptions
 from sepconv_cli.backends.torch.export import program_examples
 from sepconv_cli.backends.torch.factors import LayerJob, LayerResult, realise, realised_plan
 from sepconv_cli.backends.torch.runtime import BatchNormTensors, bn_params, float64_of, quiet
-from sepconv_cli.core.records import ConvSpec, Plan
+from sepconv_cli.core.plans import Plan
+from sepconv_cli.core.records import ConvSpec
 from sepconv_cli.core.weights import BatchNormParams, ConvWeights
 from sepconv_cli.errors import RewriteError
 

@@ -26,7 +26,7 @@ from sepconv_cli.backends.torch.factors import fill_separable, module_job, param
 from sepconv_cli.backends.torch.modules import SeparableShape, build_separable, set_module
 from sepconv_cli.backends.torch.pt2 import rewrite_program
 from sepconv_cli.backends.torch.runtime import run_native
-from sepconv_cli.core.records import Plan
+from sepconv_cli.core.plans import Plan
 
 
 class ModuleBackend:

@@ -14,7 +14,7 @@ from sepconv_cli import planner
 from sepconv_cli.backends.base import ConvertOptions
 from sepconv_cli.backends.onnx.rewriter import BACKEND, validate_path
 from sepconv_cli.backends.registry import LoadOptions, backend_for, load
-from sepconv_cli.core.records import Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
 from sepconv_cli.errors import RewriteError
 from sepconv_cli.pipeline.verify import compare_all
 

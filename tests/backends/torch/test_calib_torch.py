@@ -17,7 +17,7 @@ from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND, PT2_BACKEND
 from sepconv_cli.backends.torch.walk import FxWalker
 from sepconv_cli.calibration.loop import LayerTask, run_calibration
 from sepconv_cli.calibration.solve import CalibOptions
-from sepconv_cli.core.records import Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
 
 
 class Denoiser(nn.Module):

@@ -14,7 +14,7 @@ from sepconv_cli.backends.torch.calibrate import calibrate_torch
 from sepconv_cli.backends.torch.modules import apply_manifest
 from sepconv_cli.backends.torch.rewriter import MODULE_BACKEND
 from sepconv_cli.calibration.solve import CalibOptions
-from sepconv_cli.core.records import Plan, PlannedLayer
+from sepconv_cli.core.plans import Plan, PlannedLayer
 from sepconv_cli.errors import UsageError
 
 
