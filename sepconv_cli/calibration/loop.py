@@ -35,7 +35,7 @@ from sepconv_cli.core import costs
 from sepconv_cli.core.calibrated import CalibratedLayer, CalibrationReport
 from sepconv_cli.core.decompose import decompose, spectrum
 from sepconv_cli.core.plans import Plan
-from sepconv_cli.core.records import Report, is_static
+from sepconv_cli.core.records import ConvSpec, Report, is_static
 from sepconv_cli.errors import InputError
 
 
@@ -130,11 +130,13 @@ class CalibResult:
 
 
 def search_ranks(weight: np.ndarray, groups: int, transposed: bool) -> list[int]:
-    """Ranks T that save something: ``T <= min(Cout/g, K)`` and ``T < T* = K*Cout / (K*g + Cout)``."""
-    k = int(np.prod(weight.shape[2:]))
-    cout = weight.shape[1] * groups if transposed else weight.shape[0]
-    top = min(cout // groups, k)
-    return [t for t in range(1, top + 1) if t * (k * groups + cout) < k * cout] or [1]
+    """Ranks T that save something: ``T <= costs.max_rank`` and ``T < costs.break_even_rank``."""
+    kernel = tuple(int(d) for d in weight.shape[2:])
+    cin, cout = ((weight.shape[0], weight.shape[1] * groups) if transposed
+                 else (weight.shape[1] * groups, weight.shape[0]))
+    spec = ConvSpec(int(cin), int(cout), kernel, (1,) * len(kernel), (1,) * len(kernel), groups=groups,
+                    transposed=transposed)
+    return [t for t in range(1, costs.max_rank(spec) + 1) if t < costs.break_even_rank(spec)] or [1]
 
 
 def nested_depthwise(depthwise: np.ndarray, full: int, rank: int, transposed: bool) -> np.ndarray:
