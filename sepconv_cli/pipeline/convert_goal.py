@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sepconv_cli.backends.base import Backend, Converted, ConvertOptions, LoadedModel
+from sepconv_cli.backends.limits import active as active_limits
 from sepconv_cli.calibration.solve import split_samples
 from sepconv_cli.errors import SepconvError
 from sepconv_cli.pipeline import allocation as alloc
@@ -56,7 +57,7 @@ def measurement_inputs(request: ConvertRequest, loaded: LoadedModel, notes: list
         return _held_back(request.after_rewrite, loaded, notes), "held-back calibration"
     if request.inputs_path:
         return verify_mod.load_inputs(request.inputs_path, inputs, notes), request.inputs_path
-    arrays = verify_mod.random_inputs(inputs, request.seed, verify_mod.RANDOM_SAMPLES)
+    arrays = verify_mod.random_inputs(inputs, request.seed, verify_mod.RANDOM_SAMPLES, max_bytes=active_limits().memory)
     return arrays, f"random (seed {request.seed})"
 
 

@@ -15,6 +15,7 @@ apply to (``headline_error``); other outputs are judged on their own relative L2
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 
 from sepconv_cli.core.records import TensorInfo, format_shape
 from sepconv_cli.core.stats import wilson_interval
+from sepconv_cli.core.units import format_bytes
 from sepconv_cli.errors import ShapeError
 from sepconv_cli.pipeline.evidence import Evidence, assess
 from sepconv_cli.pipeline.inputs import (
@@ -221,18 +223,23 @@ RANDOM_SAMPLES = 4
 that verifying a large model stays a matter of seconds."""
 
 
-def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0, samples: int = 1) -> Arrays:
+def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0, samples: int = 1,
+                  max_bytes: int | None = None) -> Arrays:
     """Seeded inputs for every model input: standard normal floats, integers in [0, 10), random bools.
     ``samples`` > 1 stacks that many along the leading (batch) axis, when every input has one that is
-    shared (a fixed batch, run in chunks of it, or a dynamic one); otherwise one sample is drawn."""
+    shared (a fixed batch, run in chunks of it, or a dynamic one); otherwise one sample is drawn.
+    ShapeError, before anything is allocated, when they would take more than ``max_bytes`` bytes."""
     rng = np.random.default_rng(seed)
     batched = samples > 1 and all(i.shape for i in inputs) and (
         fixed_batch(inputs) is not None or all(not isinstance(i.shape[0], int) for i in inputs))
+    shapes = {}
+    for info in inputs:
+        shape = concrete_shape(info)
+        shapes[info.name] = (shape[0] * samples,) + shape[1:] if batched else shape
+    _check_size(inputs, shapes, max_bytes)
     out: Arrays = {}
     for info in inputs:
-        dtype, shape = numpy_dtype(info), concrete_shape(info)
-        if batched:
-            shape = (shape[0] * samples,) + shape[1:]
+        dtype, shape = numpy_dtype(info), shapes[info.name]
         if dtype.kind == "f":
             out[info.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
@@ -240,6 +247,16 @@ def random_inputs(inputs: tuple[TensorInfo, ...], seed: int = 0, samples: int = 
         else:
             out[info.name] = rng.integers(0, 10, shape).astype(dtype)
     return out
+
+
+def _check_size(inputs: tuple[TensorInfo, ...], shapes: dict[str, tuple[int, ...]], max_bytes: int | None) -> None:
+    sizes = {i.name: math.prod(shapes[i.name]) * max(numpy_dtype(i).itemsize, 8) for i in inputs}  # drawn as 8-byte
+    if max_bytes is None or sum(sizes.values()) <= max_bytes:
+        return
+    name = max(sizes, key=lambda n: sizes[n])
+    raise ShapeError(f"random inputs would take {format_bytes(sum(sizes.values()))} (input {name!r} is "
+                     f"{format_shape(shapes[name])}), more than the {format_bytes(max_bytes)} a run may hold "
+                     "(--max-memory); give --inputs or pin --input-shape")
 
 
 def load_inputs(path: str, inputs: tuple[TensorInfo, ...], notes: list[str] | None = None) -> Arrays:

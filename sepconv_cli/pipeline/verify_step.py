@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sepconv_cli.backends.base import Backend
+from sepconv_cli.backends.limits import active as active_limits
 from sepconv_cli.core.records import Report
 from sepconv_cli.errors import SepconvError
 from sepconv_cli.pipeline import verify as verify_mod
@@ -36,7 +37,8 @@ def verification_inputs(request: ConvertRequest, report: Report, notes: list[str
     if request.after_rewrite is not None:
         return None  # calibration offers its held-back inputs
     try:
-        arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES)
+        arrays = verify_mod.random_inputs(report.model.inputs, request.seed, verify_mod.RANDOM_SAMPLES,
+                                          max_bytes=active_limits().memory)
         return Feed(arrays, f"random (seed {request.seed})")
     except SepconvError as exc:
         raise type(exc)(f"{report.model.path}: {exc}") from None

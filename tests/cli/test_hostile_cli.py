@@ -295,3 +295,27 @@ def test_corrupt_archives_get_one_specific_line(tmp_path, clean):
         lines = result.stderr.strip().splitlines()
         assert result.exit_code in (0, 2) and len(lines) <= 1, (case, result.stderr)
         assert "internal error" not in result.stderr, (case, result.stderr)
+
+
+def test_a_state_dict_whose_pickle_is_cut_anywhere_is_one_line(tmp_path):
+    """torch.save's data.pkl cut short at every length: the weights-only unpickler fails in many ways (a
+    short read for a length field among them); each is one line naming the file, exit 2."""
+    import io
+    import zipfile
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"conv.weight": torch.zeros(4, 3, 3, 3), "conv.bias": torch.zeros(4)}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    name = next(n for n in members if n.endswith("data.pkl"))
+    path = tmp_path / "model.pt"
+    for cut in range(0, len(members[name]), 3):
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member, data[:cut] if member == name else data)
+        result = CliRunner(env=ENV).invoke(app, ["analyze", str(path), "--format", "json"])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, (cut, result.stderr)
+        assert lines[0].startswith(f"sepconv: error: {path}: ") and "internal error" not in lines[0], (cut, lines)

@@ -44,8 +44,9 @@ class ProbeLimits:
     address_space: int = 8 * 2**30
 
 
-PROBE_SECONDS = 120.0
-"""Longest a probe may run, whatever ``--run-timeout`` allows: it runs on zeros, once."""
+PROBE_SECONDS = 60.0
+"""Longest a probe may run, whatever ``--run-timeout`` allows: it runs once, on zeros, only the nodes the
+unknown shapes need (seconds)."""
 
 RUNTIME_OVERHEAD = 2 * 2**30
 """Address space the child needs besides the tensors (interpreter, numpy, onnxruntime, thread stacks)."""

@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from dataclasses import replace
@@ -87,7 +88,7 @@ def _torch_load(source: str, weights_only: bool):
             raise _Refused(first_line(exc)) from None
         raise InputError(f"{source}: cannot unpickle: {first_line(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError,
-            OverflowError) as exc:  # IndexError, KeyError...: a torn pickle in the weights-only unpickler
+            OverflowError, struct.error, RecursionError, MemoryError) as exc:  # a torn or hostile pickle
         raise InputError(f"{source}: not a readable torch.save file: {first_line(exc)}") from None
 
 

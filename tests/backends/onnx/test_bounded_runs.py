@@ -162,3 +162,19 @@ def test_runtime_errors_print_no_onnxruntime_log_lines(tmp_path):
                           timeout=300)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "\x1b" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("plan", [["--rank", "1"], ["--target-macs", "2x"]])
+def test_random_verification_inputs_of_a_huge_declared_input_are_refused_before_allocation(tmp_path, plan):
+    """An input declared [1, 8, 2^31-1, 16]: the random inputs alone would take terabytes. Refused from
+    the declared shape, in one line, with nothing allocated and nothing written."""
+    m = conv_model()
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 2**31 - 1
+    m.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 2**31 - 1
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner(env=ENV).invoke(app, ["convert", _save(m, tmp_path), "-o", str(out / "m.onnx"),
+                                             "--max-memory", "1GiB", *plan])
+    line = _one_error_line(result)
+    assert "random inputs would take" in line and "--max-memory" in line and "'x'" in line, line
+    assert os.listdir(out) == []
