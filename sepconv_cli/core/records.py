@@ -8,6 +8,7 @@ Units: ``params``/``buffers`` are tensor elements, ``macs`` are multiply-accumul
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TypeGuard
 
 SCHEMA_VERSION = 1
@@ -268,9 +269,10 @@ class Report:
     notes: tuple[str, ...] = ()
     macs_symbolic: SymbolicMacs | None = None
 
-    @property
+    @cached_property
     def macs(self) -> int:
-        """Sum of counted layer MACs (rows with ``macs=None`` are listed in ``unknown_rows``)."""
+        """Sum of counted layer MACs (rows with ``macs=None`` are listed in ``unknown_rows``); computed once
+        (a report is frozen), so that asking per row stays linear in the rows."""
         return sum(layer.macs for layer in self.layers if layer.macs is not None)
 
     @property
@@ -278,7 +280,7 @@ class Report:
         """FLOPs = 2 x MACs."""
         return 2 * self.macs
 
-    @property
+    @cached_property
     def unknown_rows(self) -> tuple[Layer, ...]:
         """Rows whose op has a formula but whose MACs could not be counted (unknown shapes)."""
         return tuple(layer for layer in self.layers if layer.macs is None and layer.note != "no formula")
@@ -294,11 +296,15 @@ class Report:
         return sum(n for _, n in self.weight_bytes)
 
     def layer(self, name: str) -> Layer:
-        """The row called ``name`` (KeyError if absent)."""
+        """The row called ``name`` (KeyError if absent; the first one when names repeat)."""
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, Layer]:
+        index: dict[str, Layer] = {}
         for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+            index.setdefault(layer.name, layer)
+        return index
 
     def with_candidates(
         self, candidates: tuple[Candidate, ...], excluded: tuple[Excluded, ...], energy_target: float | None
