@@ -167,8 +167,12 @@ def _read_tensor(tensor: onnx.TensorProto, base_dir: str, name: str) -> np.ndarr
     except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:  # RuntimeError: a name too long
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         where = os.path.join(base_dir, location) if location else base_dir
-        reason = "no such file" if location and not os.path.isfile(where) else (
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        if location and not os.path.lexists(where):
+            reason = "no such file"
+        elif location and not os.path.isfile(where):
+            reason = "not a regular file"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsUnreadable(f"{where}: external data of weight {name!r} cannot be read ({reason})",
                                 "counts need only shapes (sepconv check works), weights need this file") from None
 

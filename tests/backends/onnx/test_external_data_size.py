@@ -59,3 +59,19 @@ def test_external_data_outside_the_model_folder_is_not_counted(tmp_path):
     graph = helper.make_graph([], "g", [], [], [tensor])
     m = helper.make_model(graph)
     assert external_data_size(save(m, inner), m) == 0
+
+
+def test_external_data_that_is_a_fifo_is_never_opened(tmp_path):
+    """The data file named by the model is a FIFO with no writer: reading it would block forever. analyze
+    warns that the weights cannot be read and counts from shapes; convert is one line, exit 2."""
+    path, _, _ = _external(tmp_path)
+    os.remove(tmp_path / "model.data")
+    os.mkfifo(tmp_path / "model.data")
+    runner = CliRunner()
+    analysed = runner.invoke(app, ["analyze", path, "--format", "json"])
+    assert analysed.exit_code == 0 and "not a regular file" in analysed.stderr
+    (tmp_path / "out").mkdir()
+    converted = runner.invoke(app, ["convert", path, "-o", str(tmp_path / "out" / "m.onnx"), "--rank", "1"])
+    lines = converted.stderr.strip().splitlines()
+    assert converted.exit_code == 2 and len(lines) == 1 and "model.data" in lines[0] and "not a regular file" in lines[0]
+    assert os.listdir(tmp_path / "out") == []
