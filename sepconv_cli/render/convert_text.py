@@ -46,7 +46,9 @@ def _error(value: float | None) -> str:
 
 def _summary_lines(result, width: int) -> list[str]:
     before, after = result.before, result.after
-    lines = text.wrap_parts("model: ", [before.model.path, f"-> {result.output or '(dry run: nothing written)'}"],
+    where = result.output or ("(dry run: nothing written)" if result.plan.layers else "(nothing to convert: "
+                                                                                    "nothing written)")
+    lines = text.wrap_parts("model: ", [before.model.path, f"-> {where}"],
                             width, sep=" ", indent="  ")
     if after is not None:
         lines += [f"params:    {_change(before.params, after.params, text.exact)}",
@@ -158,7 +160,8 @@ def render_table(result, width: int = 100, color: bool = False) -> str:
 
     lines(_summary_lines(result, width))
     lines(goal_lines(result.goal, width))
-    table(_layers_table(result, width))
+    if result.plan.layers:
+        table(_layers_table(result, width))
     if result.plan.skipped:
         lines([f"left alone: {len(result.plan.skipped)} conv(s)"]
               + [f"  {s.name}: {s.reason}" for s in result.plan.skipped[:20]])
