@@ -29,11 +29,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ENV = {"COLUMNS": "120", "NO_COLOR": "1", "PYTHONPATH": REPO, "SEPCONV_DEBUG": "", "PYTHONWARNINGS": ""}
 
-OUTCOMES = ("ok", "clean error", "traceback", "internal error", "hang", "crash", "multi-line error",
+OUTCOMES = ("ok", "clean error", "worker died", "traceback", "internal error", "hang", "crash", "multi-line error",
             "leftover files", "payload ran", "library noise", "bad stdout")
-"""Every outcome, good ones first; all but the first two are failures."""
+"""Every outcome, good ones first; all but the first three are failures. ``worker died``: a persistent
+worker process died on the case, which then ran cleanly in a fresh process (told, not a failure)."""
 
-BAD = OUTCOMES[2:]
+BAD = OUTCOMES[3:]
 THIRD_PARTY_TMP = frozenset({".ses"})
 """Files others leave in TMPDIR, not counted: onnxruntime's telemetry SDK keeps its session id in ``.ses``."""
 NOISE = ("RuntimeWarning", "UserWarning", "DeprecationWarning", "FutureWarning", "\x1b[", ":onnxruntime:",
@@ -151,10 +152,20 @@ class Worker:
 
     def __init__(self, tmpdir: str):
         self.tmpdir = tmpdir
+        self.log = tmpdir.rstrip(os.sep) + ".log"  # beside its TMPDIR, which is cleared after every case
         self.proc: subprocess.Popen | None = None
 
+    def last_words(self) -> str:
+        """The end of the worker's log: the fatal signal and the stack, when it died of one."""
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as fh:
+                lines = [line.strip() for line in fh.read().splitlines()[-8:] if line.strip()]
+        except OSError:
+            return ""
+        return " | ".join(lines)[-300:]
+
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, **ENV, "TMPDIR": self.tmpdir}
+        env = {**os.environ, **ENV, "TMPDIR": self.tmpdir, "FUZZ_WORKER_LOG": self.log}
         return subprocess.Popen([sys.executable, os.path.join(HERE, "fuzz_worker.py")], cwd=HERE, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
@@ -210,7 +221,20 @@ def _one(case: Case, worker: Worker, plan: Plan, root: str) -> Verdict:
         result = run_fresh(case, folder, tmpdir, plan.timeout)
     else:
         result = worker.run(case, folder, plan.timeout)
+    died = result.code is None and not result.hung and result.stderr == "worker died"
+    if died:  # the worker carries state from earlier cases: the case itself is judged in a fresh process
+        words = worker.last_words()
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        before = write_case(case, folder)
+        tmpdir = tempfile.mkdtemp(prefix="tmp-", dir=root)
+        result = run_fresh(case, folder, tmpdir, plan.timeout)
     verdict = judge(case, result, folder, tmpdir, before)
+    if died:
+        outcome = verdict.outcome if verdict.outcome in BAD else "worker died"
+        verdict = Verdict(case, outcome, f"worker died ({words or 'no fatal signal logged'}); "
+                                         f"in a fresh process: {verdict.outcome} {verdict.detail}".strip())
+        fresh = True
     for path in (folder, tmpdir if fresh else None):
         if path:
             shutil.rmtree(path, ignore_errors=True)

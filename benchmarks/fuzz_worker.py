@@ -48,8 +48,15 @@ def _run(argv: list[str]) -> int:
 
 
 def serve() -> None:
-    """Answer requests until stdin closes."""
+    """Answer requests until stdin closes. A fatal signal (segfault, abort) is written with the Python
+    stack to ``$FUZZ_WORKER_LOG`` when set, with the command line being run, so a death can be told."""
+    import faulthandler
+
     import numpy as np
+
+    log = open(os.environ["FUZZ_WORKER_LOG"], "a", encoding="utf-8") if os.environ.get("FUZZ_WORKER_LOG") else None
+    if log is not None:
+        faulthandler.enable(file=log)
 
     reply = os.fdopen(os.dup(1), "w", encoding="utf-8")
     saved_out, saved_err = os.dup(1), os.dup(2)
@@ -62,6 +69,9 @@ def serve() -> None:
         warnings.filters[:] = filters
         warnings._filters_mutated()  # type: ignore[attr-defined]  # forget which warnings were shown
         np.seterr(**numpy_state)
+        if log is not None:
+            log.write(f"run: {request['argv']}\n")
+            log.flush()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             sys.stdout.flush()
             sys.stderr.flush()
