@@ -46,7 +46,8 @@ def test_the_fuzz_subset_finds_nothing():
     report = "\n".join(f"{v.outcome}: case {v.case.index} ({v.case.klass}; {v.case.mutation[:80]}) "
                        f"sepconv {' '.join(v.case.argv)}: {v.detail}" for v in bad)
     assert bad == [], report
-    assert {v.outcome for v in verdicts} == {"ok", "clean error"}
+    # "worker died": a long-lived worker process died on a case that then ran cleanly in a fresh process
+    assert {"ok", "clean error"} <= {v.outcome for v in verdicts} <= {"ok", "clean error", "worker died"}
 
 
 CASE = Case("onnx-bytes", "made up", {"model.onnx": b"x", "out/.keep": b""}, ("analyze", "model.onnx", "--format",
