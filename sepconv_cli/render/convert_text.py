@@ -44,11 +44,16 @@ def _error(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
+def destination(result) -> str:
+    """Where the converted model went: its path, or why nothing was written."""
+    if result.output:
+        return result.output
+    return "(dry run: nothing written)" if result.plan.layers else "(nothing to convert: nothing written)"
+
+
 def _summary_lines(result, width: int) -> list[str]:
     before, after = result.before, result.after
-    where = result.output or ("(dry run: nothing written)" if result.plan.layers else "(nothing to convert: "
-                                                                                    "nothing written)")
-    lines = text.wrap_parts("model: ", [before.model.path, f"-> {where}"],
+    lines = text.wrap_parts("model: ", [before.model.path, f"-> {destination(result)}"],
                             width, sep=" ", indent="  ")
     if after is not None:
         lines += [f"params:    {_change(before.params, after.params, text.exact)}",

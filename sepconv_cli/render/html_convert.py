@@ -17,6 +17,7 @@ from typing import Any
 from sepconv_cli.pipeline.diff import diff_reports
 from sepconv_cli.render import svg
 from sepconv_cli.render import text as tx
+from sepconv_cli.render.convert_text import destination
 from sepconv_cli.render.diff import DiffOptions
 from sepconv_cli.render.html import cards, model_header, name_cell, page, section, table
 from sepconv_cli.render.html_diff import diff_sections
@@ -70,7 +71,7 @@ def render_convert_html(result: Any, frontier: Sequence[Mapping[str, Any]] | Non
     """A ``pipeline.convert.ConversionResult`` as one self-contained HTML page (see module docstring)."""
     before, after = result.before, result.after
     head = model_header(before, "sepconv convert") + (
-        f"<p class=\"sub\">&rarr; <code>{escape(result.output or '(dry run: nothing written)')}</code></p>")
+        f"<p class=\"sub\">&rarr; <code>{escape(destination(result))}</code></p>")
     body = [head]
     if after is not None:
         body += diff_sections(diff_reports(before, after), DiffOptions())
