@@ -19,6 +19,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     """``text`` as one printable line of at most ``limit`` characters: control characters (newlines,
     terminal escapes) shown as ``\\xNN``, undecodable bytes as ``\\udcNN``, the middle cut with `` ... ``."""
+    if len(text) > 4 * limit:  # escaping grows a character to at most 4: only the ends can be shown
+        text = f"{text[:2 * limit]} ... {text[-2 * limit:]}"
     text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= limit:
