@@ -15,7 +15,7 @@ from repo_paths import REPO
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from fuzz_cases import CLASSES, Case, generate  # noqa: E402
-from fuzz_run import BAD, Plan, Result, judge, run_cases, write_case  # noqa: E402
+from fuzz_run import BAD, Plan, Result, Worker, _one, judge, run_cases, write_case  # noqa: E402
 
 SEED = 2026
 CASES = 320
@@ -88,3 +88,21 @@ def test_the_judge_sees_leftovers_and_payloads(tmp_path):
     assert judge(CASE, failed, str(folder), str(tmpdir), before).outcome == "leftover files"
     (folder / CASE.marker).write_text("")
     assert judge(CASE, failed, str(folder), str(tmpdir), before).outcome == "payload ran"
+
+
+class _DyingWorker(Worker):
+    """A worker whose process died on the case (as a segfault in a long-lived worker would look)."""
+
+    def run(self, case, folder, timeout):
+        return Result(None, "", "worker died", 0.1)
+
+    def last_words(self):
+        return "Fatal Python error: Segmentation fault"
+
+
+def test_a_case_whose_worker_died_is_judged_again_in_a_fresh_process(tmp_path):
+    worker = _DyingWorker(str(tmp_path / "worker0"))
+    verdict = _one(CASE, worker, Plan(fresh_every=0), str(tmp_path))
+    assert verdict.outcome == "worker died", verdict
+    assert "Segmentation fault" in verdict.detail and "in a fresh process: clean error" in verdict.detail
+
