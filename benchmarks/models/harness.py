@@ -70,7 +70,11 @@ def evaluate(onnx_path: str, eval_npz: str, batch: int = 64, threads: int = 1) -
     session = make_session(onnx_path, threads)
     with np.load(eval_npz) as data:
         arrays = {key: data[key] for key in data.files}
-    inputs = arrays[single_input(session).name]
+    name = single_input(session).name
+    others = [key for key in arrays if key not in ("labels", "targets")]
+    if name not in arrays and len(others) == 1:  # a model exported from its torch source names it otherwise
+        name = others[0]
+    inputs = arrays[name]
     outputs = run_batched(session, inputs, batch)
     if "labels" in arrays:
         hits = outputs.argmax(axis=1) == arrays["labels"]
