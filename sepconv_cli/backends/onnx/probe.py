@@ -15,15 +15,14 @@ from onnx import helper
 from sepconv_cli.backends.limits import RunRefused
 from sepconv_cli.backends.limits import active as active_limits
 from sepconv_cli.backends.onnx.session import SessionSettings, make_session
-from sepconv_cli.backends.onnx.subgraphs import ancestors, reads
+from sepconv_cli.backends.onnx.subgraphs import ancestors
 from sepconv_cli.errors import RewriteError
 
 
 def prune(model: onnx.ModelProto, outputs: list[str], elem_type: int) -> onnx.ModelProto:
     """A copy of ``model`` computing only ``outputs`` (exposed as graph outputs of ``elem_type``)."""
     graph = model.graph
-    keep = ancestors(graph, set(outputs))
-    wanted = set(outputs).union(*(reads(node) for node in keep))
+    keep, wanted = ancestors(graph, set(outputs))
     inits = [t for t in graph.initializer if t.name in wanted]
     init_names = {t.name for t in inits}
     inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer} or i.name in init_names]

@@ -20,16 +20,11 @@ import onnx
 from onnx import helper
 
 from sepconv_cli.backends.onnx.probe import session
-from sepconv_cli.backends.onnx.subgraphs import outer_reads
+from sepconv_cli.backends.onnx.subgraphs import node_reads
 from sepconv_cli.errors import RewriteError
 
 Chunk = dict[str, np.ndarray]
 Runner = Callable[[int], list[np.ndarray]]
-
-
-def node_reads(node: onnx.NodeProto) -> list[str]:
-    """Tensors ``node`` reads: its inputs and the outer-scope names its bodies read."""
-    return [name for name in list(node.input) + outer_reads(node) if name]
 
 
 def _input_info(name: str, value: np.ndarray) -> onnx.ValueInfoProto:

@@ -24,7 +24,7 @@ from math import prod
 
 import onnx
 
-from sepconv_cli.backends.onnx.subgraphs import ancestors, reads
+from sepconv_cli.backends.onnx.subgraphs import ancestors
 from sepconv_cli.backends.onnx.weights import dtype_bytes
 from sepconv_cli.core.records import Shape, is_static
 
@@ -105,8 +105,7 @@ def probe(sk: onnx.ModelProto, feeds: list[dict[str, tuple[tuple[int, ...], int]
     model = onnx.ModelProto()
     model.CopyFrom(sk)
     graph = model.graph
-    keep = ancestors(sk.graph, set(outputs))  # nothing else runs: no Loop, no op the outputs do not need
-    read = set(outputs).union(*(reads(node) for node in keep))
+    keep, read = ancestors(sk.graph, set(outputs))  # nothing else runs: no Loop, no op the outputs do not need
     del graph.node[:]
     graph.node.extend(keep)
     inputs = [i for i in sk.graph.input if i.name in read]

@@ -50,19 +50,20 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def reads(node: onnx.NodeProto) -> set[str]:
-    """Tensors ``node`` reads: its inputs and what its bodies read from the enclosing graphs."""
-    return ({name for name in node.input} | set(outer_reads(node))) - {""}
+def node_reads(node: onnx.NodeProto) -> list[str]:
+    """Tensors ``node`` reads, in order: its inputs, then what its bodies read from the enclosing graphs."""
+    return [name for name in list(node.input) + outer_reads(node) if name]
 
 
-def ancestors(graph: onnx.GraphProto, wanted: set[str]) -> list[onnx.NodeProto]:
-    """The nodes of ``graph`` (in its order) that ``wanted`` tensors are computed from."""
+def ancestors(graph: onnx.GraphProto, wanted: set[str]) -> tuple[list[onnx.NodeProto], set[str]]:
+    """The nodes of ``graph`` (in its order) that the ``wanted`` tensors are computed from, and every
+    tensor name those nodes read (``wanted`` included)."""
     wanted, keep = set(wanted), []
     for node in reversed(graph.node):
         if wanted & set(node.output):
             keep.append(node)
-            wanted |= reads(node)
-    return keep[::-1]
+            wanted.update(node_reads(node))
+    return keep[::-1], wanted
 
 
 def body_weights(node: onnx.NodeProto) -> list[BodyWeight]:
@@ -91,4 +92,4 @@ def outer_reads(node: onnx.NodeProto) -> list[str]:
     return list(dict.fromkeys(reads))
 
 
-__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "ancestors", "outer_reads", "reads", "used_names", "walk_nodes"]
+__all__ = ["BodyWeight", "GRAPH_ATTRIBUTES", "bodies", "body_weights", "ancestors", "node_reads", "outer_reads", "used_names", "walk_nodes"]
